@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` runs the main job, `make test` the tests.
+# Both bootstrap .venv and install what they need.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench-route clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,qiskit]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@mkdir -p out
+	$(VENV)/bin/qpuos devices
+	$(VENV)/bin/qpuos compile src/qpuos/quantum/data/demo.qasm --device ibm_falcon_27 \
+		-o out/demo_routed.qasm --report out/demo_report.json --plot out/demo_gantt.png
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 -q
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+
+bench-route: $(STAMP)
+	@mkdir -p out
+	$(VENV)/bin/qpuos bench route --json out/bench_route.json
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,65 @@
+"""Terminal output: the one place that imports rich."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["console", "print_devices", "print_report"]
+
+console = Console(highlight=False)
+
+_REPORT_ROWS = (
+    ("device", "device", "{}"),
+    ("logical / physical qubits", None, ""),
+    ("layout", "layout_method", "{}"),
+    ("swaps", "swaps", "{:,}"),
+    ("two-qubit gates (in -> out)", None, ""),
+    ("depth (in -> out)", None, ""),
+    ("two-qubit depth (in -> out)", None, ""),
+    ("makespan", "makespan_ns", "{:,.0f} ns"),
+    ("compile time", "compile_seconds", "{:.3f} s"),
+    ("verified", None, ""),
+)
+
+
+def print_report(report: Mapping[str, Any], outputs: Mapping[str, str | None]) -> None:
+    """Print a compile report as a two-column table, then where files went."""
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    derived = {
+        "logical / physical qubits":
+            f"{report['num_logical_qubits']} / {report['num_physical_qubits']}",
+        "two-qubit gates (in -> out)":
+            f"{report['input_num_two_qubit_gates']:,} -> {report['num_two_qubit_gates']:,}",
+        "depth (in -> out)": f"{report['input_depth']:,} -> {report['depth']:,}",
+        "two-qubit depth (in -> out)":
+            f"{report['input_two_qubit_depth']:,} -> {report['two_qubit_depth']:,}",
+        "verified": (f"yes ({report['verify_method']}, {report['verify_seconds']:.3f} s)"
+                     if report["verified"] else "skipped"),
+    }
+    for label, key, fmt in _REPORT_ROWS:
+        value = fmt.format(report[key]) if key else derived[label]
+        if key == "makespan_ns" and report.get("durations_nominal"):
+            value += " (nominal durations: the device gives none)"
+        t.add_row(label, value)
+    console.print(t)
+    for what, path in outputs.items():
+        if path:
+            console.print(f"wrote {what}: {path}")
+
+
+def print_devices(rows: Iterable[Any]) -> None:
+    """Print the built-in device table."""
+    t = Table(title="built-in devices")
+    for col in ("name", "qubits", "edges", "native 2q", "figures", "source"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(r.name, str(r.num_qubits), str(r.num_edges), r.native_2q or "-",
+                  "typical" if r.has_figures else "-", r.source)
+    console.print(t)
+    console.print("generated: line:N, ring:N, grid:RxC, heavy_hex:D; or a JSON file path")

@@ -1,0 +1,173 @@
+"""The ``qpuos`` command. Thin: parse arguments, call the library, print.
+
+Exit codes: 0 success; 2 bad input (unreadable or invalid file, unknown device, circuit
+wider than the device, bad option); 3 a compiled result failed its own verification (a
+bug in qpuos); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from qpuos import __version__
+from qpuos.errors import QpuosError, UsageError, VerificationError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_VERIFY_FAILED = 0, 2, 3
+
+_EPILOG = """exit codes:
+  0  success
+  2  bad input: unreadable or invalid file, unknown device, circuit wider than device
+  3  the compiled result failed its own verification (a bug in qpuos: please report)
+"""
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from qpuos._atomic import atomic_write_text
+    from qpuos._term import print_report
+    from qpuos.quantum.compile import compile_circuit
+    from qpuos.quantum.device import load_device
+    from qpuos.quantum.qasm import dump_qasm, load_qasm
+    from qpuos.quantum.routing import RoutingOptions
+
+    circuit = load_qasm(args.input)
+    device = load_device(args.device)
+    options = RoutingOptions(seed=args.seed, layout_trials=args.trials,
+                             objective=args.objective, noise_aware=not args.hop_only)
+    result = compile_circuit(circuit, device, options=options, verify=not args.no_verify,
+                             policy=args.policy)
+    report = result.report()
+    report["input"] = str(args.input)
+    if args.output:
+        atomic_write_text(args.output, dump_qasm(result.circuit))
+    if args.report:
+        atomic_write_text(args.report, json.dumps(report, indent=2) + "\n")
+    if args.plot:
+        from qpuos.plot import plot_gantt
+
+        plot_gantt(result.schedule, args.plot,
+                   title=f"{Path(args.input).name} on {device.name}: "
+                         f"makespan {result.schedule.makespan_ns:,.0f} ns, "
+                         f"{result.routed.swaps} SWAPs")
+    print_report(report, outputs={"circuit": args.output, "report": args.report,
+                                  "plot": args.plot})
+    return EXIT_OK
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from qpuos._term import print_devices
+    from qpuos.quantum.device import describe_devices
+
+    rows = describe_devices()
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+    else:
+        print_devices(rows)
+    return EXIT_OK
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from qpuos.bench import run_benchmark
+
+    return run_benchmark(args.name, args.rest)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="qpuos", description="qpuos: a quantum-processor operating layer.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"qpuos {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    c = sub.add_parser(
+        "compile", help="route and time an OpenQASM 2.0 circuit on a device",
+        description="Lay out, route and schedule IN.qasm on a device, then verify the "
+                    "result independently.", epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("input", metavar="IN.qasm", help="OpenQASM 2.0 file")
+    c.add_argument("--device", "-d", required=True, metavar="NAME_OR_JSON",
+                   help="built-in name (see `qpuos devices`), line:N, ring:N, grid:RxC, "
+                        "heavy_hex:D, or a device JSON file")
+    c.add_argument("-o", "--output", metavar="OUT.qasm",
+                   help="write the routed circuit (one register q over physical qubits)")
+    c.add_argument("--report", metavar="R.json", help="write the compile report as JSON")
+    c.add_argument("--plot", metavar="GANTT.png", help="write the schedule as a Gantt chart")
+    c.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
+    c.add_argument("--trials", type=_pos_int, default=None,
+                   help="random layout trials of the SABRE search (default: by circuit "
+                        "size, 200 for small circuits down to 20)")
+    c.add_argument("--objective", choices=("swaps", "makespan"), default="swaps",
+                   help="what picks the best trial (default swaps, ties by makespan)")
+    c.add_argument("--policy", choices=("alap", "asap"), default="alap",
+                   help="scheduling policy (default alap)")
+    c.add_argument("--hop-only", action="store_true",
+                   help="ignore per-edge durations and errors when routing")
+    c.add_argument("--no-verify", action="store_true", help="skip the independent check")
+    c.set_defaults(func=_cmd_compile)
+
+    d = sub.add_parser("devices", help="list the built-in devices",
+                       description="List the built-in coupling graphs and generator forms.")
+    d.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    d.set_defaults(func=_cmd_devices)
+
+    b = sub.add_parser(
+        "bench", help="run a benchmark beside its anchor (e.g. `qpuos bench route`)",
+        description="Run a benchmark from benchmarks/ beside its anchor; it writes JSON and "
+                    "exits 0 whether or not its targets are met. `qpuos bench NAME --help` "
+                    "shows a benchmark's own options.")
+    b.add_argument("name", metavar="NAME", help="benchmark name, e.g. route")
+    b.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
+    b.set_defaults(func=_cmd_bench)
+    return p
+
+
+def _pos_int(text: str) -> int:
+    value = _nonneg_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``qpuos`` command line; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.func(args))
+    except VerificationError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_VERIFY_FAILED
+    except QpuosError as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"{type(exc).__name__}: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except UnicodeDecodeError as exc:
+        print(f"{UsageError.__name__}: input is not UTF-8 text ({exc.reason})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

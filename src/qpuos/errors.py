@@ -1,0 +1,103 @@
+"""Every error qpuos raises, in one place.
+
+The tree::
+
+    QpuosError                      base of everything qpuos raises on purpose
+    ├── QpuosInternalError          an impossible state: this is a bug, please report it
+    ├── UsageError                  a bad argument or option at an API or CLI boundary
+    ├── QasmError                   an OpenQASM file qpuos cannot accept
+    │   ├── QasmSyntaxError         not valid OpenQASM 2.0 (file, line, column, expected)
+    │   └── QasmSemanticError       valid syntax, wrong meaning: unknown or opaque gate,
+    │                               undeclared register, index out of range, arity mismatch
+    ├── DeviceError                 a device description qpuos cannot use
+    │   ├── DeviceNotFound          no built-in device of that name and no such file
+    │   └── DeviceFormatError       the JSON does not follow the device schema
+    ├── TopologyError               circuit and device do not fit: too wide, disconnected
+    ├── RoutingError                the router could not finish (should not happen: a bug
+    │                               or an impossible constraint)
+    └── VerificationError           a compiled schedule is not equivalent to its input
+
+Messages say what was observed and what to do next. The CLI prints
+``ClassName: message`` and exits 2 for any of these.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DeviceError",
+    "DeviceFormatError",
+    "DeviceNotFound",
+    "QasmError",
+    "QasmSemanticError",
+    "QasmSyntaxError",
+    "QpuosError",
+    "QpuosInternalError",
+    "RoutingError",
+    "TopologyError",
+    "UsageError",
+    "VerificationError",
+]
+
+
+class QpuosError(Exception):
+    """Base class of every error qpuos raises on purpose."""
+
+
+class QpuosInternalError(QpuosError):
+    """An impossible state was reached; this is a bug in qpuos."""
+
+
+class UsageError(QpuosError):
+    """A bad argument or option was given to an API or CLI entry point."""
+
+
+class QasmError(QpuosError):
+    """An OpenQASM source qpuos cannot accept.
+
+    Attributes:
+        filename: where the source came from ("<string>" for text).
+        line: 1-based line of the problem, or 0 when it has no position.
+        column: 1-based column of the problem, or 0 when it has no position.
+        detail: the message without the position prefix.
+    """
+
+    def __init__(self, detail: str, *, filename: str = "<string>", line: int = 0,
+                 column: int = 0) -> None:
+        self.filename = filename
+        self.line = line
+        self.column = column
+        self.detail = detail
+        where = f"{filename}:{line}:{column}: " if line else f"{filename}: "
+        super().__init__(where + detail)
+
+
+class QasmSyntaxError(QasmError):
+    """The source is not valid OpenQASM 2.0; the message says what was expected."""
+
+
+class QasmSemanticError(QasmError):
+    """Valid syntax with a wrong meaning: unknown or opaque gate, bad register, bad arity."""
+
+
+class DeviceError(QpuosError):
+    """A device description qpuos cannot use."""
+
+
+class DeviceNotFound(DeviceError):
+    """No built-in device has that name and no file exists at that path."""
+
+
+class DeviceFormatError(DeviceError):
+    """A device JSON file does not follow the schema (see ``qpuos devices --help``)."""
+
+
+class TopologyError(QpuosError):
+    """A circuit and a device do not fit: the circuit is too wide or the graph is unusable."""
+
+
+class RoutingError(QpuosError):
+    """The router could not produce a schedule."""
+
+
+class VerificationError(QpuosError):
+    """A compiled schedule failed its independent check (coupling or equivalence)."""
