@@ -265,8 +265,11 @@ def test_qiskit_export_reads_back_to_the_same_unitary() -> None:
 def test_qiskit_reads_our_output_as_the_same_unitary(c: Circuit) -> None:
     qiskit = pytest.importorskip("qiskit")
     operator = pytest.importorskip("qiskit.quantum_info").Operator
+    # Qiskit reads u0(gamma) as gamma repetitions of id, so leave it out; huge angles
+    # (hypothesis likes 2**53) lose all precision in either library's trigonometry.
     gates = Circuit(c.num_qubits, 0, list(c.qregs), [],
-                    [i for i in c if i.is_gate and i.condition is None])
+                    [i for i in c if i.is_gate and i.condition is None and i.name != "u0"
+                     and all(abs(p) < 100 for p in i.params)])
     # Like the files Qiskit itself writes, ours need its full qelib1 gate set.
     qc = qiskit.qasm2.loads(dump_qasm(gates),
                             custom_instructions=qiskit.qasm2.LEGACY_CUSTOM_INSTRUCTIONS)

@@ -30,7 +30,7 @@ _MULT = np.uint64(2685821657736338717)
 
 
 @njit(cache=True, inline="always")
-def _rng_next(state: np.ndarray) -> np.uint64:  # type: ignore[type-arg]
+def _rng_next(state: np.ndarray) -> np.uint64:
     x = state[0]
     x ^= x >> np.uint64(12)
     x ^= x << np.uint64(25)
@@ -40,7 +40,7 @@ def _rng_next(state: np.ndarray) -> np.uint64:  # type: ignore[type-arg]
 
 
 @njit(cache=True)
-def _rng_seed(seed: int) -> np.ndarray:  # type: ignore[type-arg]
+def _rng_seed(seed: int) -> np.ndarray:
     st = np.empty(1, dtype=np.uint64)
     st[0] = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(0x632BE59BD9B4E019)
     if st[0] == 0:
@@ -51,12 +51,12 @@ def _rng_seed(seed: int) -> np.ndarray:  # type: ignore[type-arg]
 
 
 @njit(cache=True)
-def _rng_below(state: np.ndarray, n: int) -> int:  # type: ignore[type-arg]
+def _rng_below(state: np.ndarray, n: int) -> int:
     return int(_rng_next(state) >> np.uint64(33)) % n
 
 
 @njit(cache=True)
-def random_layouts(num_physical: int, count: int, seed: int) -> np.ndarray:  # type: ignore[type-arg]
+def random_layouts(num_physical: int, count: int, seed: int) -> np.ndarray:
     """``count`` random permutations of ``0..num_physical-1`` (Fisher-Yates)."""
     st = _rng_seed(seed)
     out = np.empty((count, num_physical), dtype=np.int64)
@@ -72,7 +72,7 @@ def random_layouts(num_physical: int, count: int, seed: int) -> np.ndarray:  # t
 
 
 @njit(cache=True)
-def _swap_layout(l2p: np.ndarray, p2l: np.ndarray, a: int, b: int) -> None:  # type: ignore[type-arg]
+def _swap_layout(l2p: np.ndarray, p2l: np.ndarray, a: int, b: int) -> None:
     la = p2l[a]
     lb = p2l[b]
     p2l[a] = lb
@@ -82,7 +82,7 @@ def _swap_layout(l2p: np.ndarray, p2l: np.ndarray, a: int, b: int) -> None:  # t
 
 
 @njit(cache=True)
-def _partners(nodes, count, q0, q1, ptr, idx, cur):  # type: ignore[no-untyped-def]
+def _partners(nodes, count, q0, q1, ptr, idx, cur):
     """Per logical qubit, the partners it must meet in ``nodes`` (CSR into ptr/idx)."""
     ptr[:] = 0
     for i in range(count):
@@ -101,7 +101,7 @@ def _partners(nodes, count, q0, q1, ptr, idx, cur):  # type: ignore[no-untyped-d
 
 
 @njit(cache=True, inline="always")
-def _delta(la, lb, a, b, ptr, idx, l2p, dist):  # type: ignore[no-untyped-def]
+def _delta(la, lb, a, b, ptr, idx, l2p, dist):
     """Change of the summed distance of one gate set if physical a and b swap contents."""
     total = 0.0
     for k in range(ptr[la], ptr[la + 1]):
@@ -118,7 +118,7 @@ def _delta(la, lb, a, b, ptr, idx, l2p, dist):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _record(ev_node, ev_a, ev_b, nev, v, a, b):  # type: ignore[no-untyped-def]
+def _record(ev_node, ev_a, ev_b, nev, v, a, b):
     """Append one event, growing the arrays when full; returns the (maybe new) arrays."""
     if nev == ev_node.shape[0]:
         cap = 2 * nev + 16
@@ -135,7 +135,7 @@ def _record(ev_node, ev_a, ev_b, nev, v, a, b):  # type: ignore[no-untyped-def]
 def route_pass(succ_ptr, succ_idx, indeg0, q0, q1, node_dur, node_n2q,  # noqa: PLR0914
                dist, hops, adj, nbr_ptr, nbr_idx, edge_dur,
                layout, seed, lookahead, ext_size, decay_delta, decay_reset, valve,
-               record, tie_time):  # type: ignore[no-untyped-def]
+               record, tie_time):
     """Route one DAG from one layout.
 
     Returns:
@@ -377,7 +377,7 @@ def route_pass(succ_ptr, succ_idx, indeg0, q0, q1, node_dur, node_n2q,  # noqa: 
 
 
 @njit(cache=True)
-def _grow(arr, cap):  # type: ignore[no-untyped-def]
+def _grow(arr, cap):
     out = np.empty(cap, dtype=arr.dtype)
     out[: arr.shape[0]] = arr
     return out
@@ -387,13 +387,15 @@ def _grow(arr, cap):  # type: ignore[no-untyped-def]
 def layout_search(fwd_ptr, fwd_idx, fwd_indeg, bwd_ptr, bwd_idx, bwd_indeg,  # noqa: PLR0914
                   q0, q1, node_dur, node_n2q, dist, hops, adj, nbr_ptr, nbr_idx, edge_dur,
                   layouts, seeds, iterations, routing_trials, lookahead, ext_size,
-                  decay_delta, decay_reset, valve, by_makespan, tie_time):  # type: ignore[no-untyped-def]
+                  decay_delta, decay_reset, valve, by_makespan, tie_time):
     """Refine each starting layout by forward/backward passes, then route it several times.
 
     Trial ``t`` starts from ``layouts[t]``; its passes use seeds derived from
-    ``seeds[t]``. Returns per trial ``(swaps, makespan, routing seed, initial layout)`` of
-    its best routing, best meaning fewest SWAPs then shortest makespan (or the reverse
-    when ``by_makespan``).
+    ``seeds[t]`` and a lookahead weight that cycles through ``lookahead`` times 1, 1/4
+    and 4, so the trials also differ in how far ahead they look (no single weight is
+    best for every circuit). Returns per trial ``(swaps, makespan, routing seed, initial
+    layout, lookahead)`` of its best routing, best meaning fewest SWAPs then shortest
+    makespan (or the reverse when ``by_makespan``).
     """
     T = layouts.shape[0]
     P = layouts.shape[1]
@@ -401,16 +403,18 @@ def layout_search(fwd_ptr, fwd_idx, fwd_indeg, bwd_ptr, bwd_idx, bwd_indeg,  # n
     out_span = np.empty(T)
     out_seed = np.empty(T, dtype=np.int64)
     out_layout = np.empty((T, P), dtype=np.int64)
+    out_la = np.empty(T)
     for t in prange(T):
         lay = layouts[t].copy()
         base = seeds[t] * 7919
+        la = lookahead * (1.0 if t % 3 == 0 else (0.25 if t % 3 == 1 else 4.0))
         for it in range(iterations):
             r = route_pass(fwd_ptr, fwd_idx, fwd_indeg, q0, q1, node_dur, node_n2q, dist,
                            hops, adj, nbr_ptr, nbr_idx, edge_dur, lay, base + 2 * it,
-                           lookahead, ext_size, decay_delta, decay_reset, valve, False, tie_time)
+                           la, ext_size, decay_delta, decay_reset, valve, False, tie_time)
             r2 = route_pass(bwd_ptr, bwd_idx, bwd_indeg, q0, q1, node_dur, node_n2q, dist,
                             hops, adj, nbr_ptr, nbr_idx, edge_dur, r[1], base + 2 * it + 1,
-                            lookahead, ext_size, decay_delta, decay_reset, valve, False, tie_time)
+                            la, ext_size, decay_delta, decay_reset, valve, False, tie_time)
             lay = r2[1]
         best_s = -1
         best_m = np.inf
@@ -418,7 +422,7 @@ def layout_search(fwd_ptr, fwd_idx, fwd_indeg, bwd_ptr, bwd_idx, bwd_indeg,  # n
         for k in range(routing_trials):
             sd = base + 1000003 + k
             r = route_pass(fwd_ptr, fwd_idx, fwd_indeg, q0, q1, node_dur, node_n2q, dist,
-                           hops, adj, nbr_ptr, nbr_idx, edge_dur, lay, sd, lookahead,
+                           hops, adj, nbr_ptr, nbr_idx, edge_dur, lay, sd, la,
                            ext_size, decay_delta, decay_reset, valve, False, tie_time)
             s = r[0]
             m = r[2]
@@ -434,4 +438,5 @@ def layout_search(fwd_ptr, fwd_idx, fwd_indeg, bwd_ptr, bwd_idx, bwd_indeg,  # n
         out_span[t] = best_m
         out_seed[t] = best_seed
         out_layout[t] = lay
-    return out_swaps, out_span, out_seed, out_layout
+        out_la[t] = la
+    return out_swaps, out_span, out_seed, out_layout, out_la

@@ -141,13 +141,13 @@ def _verify(logical: Circuit, to_route: Circuit, routed: RoutedCircuit, final: C
     decomposed input, so it also covers the optimiser (whose rewrites are each checked
     locally as they are made).
     """
-    layouts = {"initial_layout": routed.initial_layout, "final_layout": routed.final_layout}
+    init, end = routed.initial_layout, routed.final_layout
     first = verify_routed(to_route, routed.circuit, edges=device.edges, seed=seed,
-                          statevector=False, **layouts)
+                          initial_layout=init, final_layout=end, statevector=False)
     if not first.ok:
         return first
-    second = verify_routed(logical, final, edges=device.edges, seed=seed, structural=False,
-                           **layouts)
+    second = verify_routed(logical, final, edges=device.edges, seed=seed, initial_layout=init,
+                           final_layout=end, structural=False)
     method = "structural+statevector" if second.method == "statevector" else "structural"
     return dataclasses.replace(
         second, ok=second.ok, method=method, detail=f"{first.detail}. {second.detail}",

@@ -68,14 +68,15 @@ def _window_unitary(insts: Sequence[Instruction], pair: tuple[int, ...]) -> Matr
     u = np.eye(dim, dtype=np.complex128)
     for inst in insts:
         m = gate_matrix(inst.name, inst.params)
+        full: Matrix
         if len(pair) == 1:
             full = m
         elif len(inst.qubits) == 2:
             full = m if inst.qubits == pair else _SWAP @ m @ _SWAP
         elif inst.qubits[0] == pair[0]:
-            full = np.kron(m, np.eye(2))
+            full = np.kron(m, np.eye(2)).astype(np.complex128)
         else:
-            full = np.kron(np.eye(2), m)
+            full = np.kron(np.eye(2), m).astype(np.complex128)
         u = full @ u
     return u
 
@@ -139,14 +140,17 @@ def _zyz(u: Matrix) -> tuple[float, float, float]:
     return theta, cmath.phase(u[1, 0]) - alpha, cmath.phase(-u[0, 1]) - alpha
 
 
+def _wrap(angle: float) -> float:
+    return math.remainder(angle, 2 * math.pi)
+
+
 def _single_gate_for(u: Matrix, qubit: int) -> list[Instruction]:
     """The cheapest one standard gate for a one-qubit unitary (none for the identity)."""
     theta, phi, lam = _zyz(u)
-    wrap = lambda x: math.remainder(x, 2 * math.pi)  # noqa: E731
     if abs(theta) < 1e-12:
-        lam = wrap(phi + lam)
+        lam = _wrap(phi + lam)
         return [] if abs(lam) < 1e-12 else [Instruction("rz", (qubit,), (lam,))]
-    return [Instruction("u", (qubit,), (wrap(theta), wrap(phi), wrap(lam)))]
+    return [Instruction("u", (qubit,), (_wrap(theta), _wrap(phi), _wrap(lam)))]
 
 
 def fuse_single_qubit_runs(circuit: Circuit) -> Circuit:

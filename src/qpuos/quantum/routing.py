@@ -24,6 +24,7 @@ machine, whatever the thread count (trials use their own generators).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -78,12 +79,12 @@ class RoutingOptions:
     layout_trials: int | None = None
     iterations: int = 3
     routing_trials: int = 8
-    lookahead: float = 0.5
+    lookahead: float = 2.0
     ext_size: int = 20
     decay_delta: float = 0.001
     decay_reset: int = 5
     objective: Objective = "swaps"
-    tie_time: bool = False
+    tie_time: bool = True
     noise_aware: bool = True
     commutation: bool = True
     perfect_layout_calls: int = 200_000
@@ -264,12 +265,19 @@ class SabreRouter:
                                 "connected coupling graph")
         self._arrays = _device_arrays(device, self.model, self.options.noise_aware)
 
-    def route(self, circuit: Circuit) -> RoutedCircuit:
+    def route(self, circuit: Circuit, *, initial_layout: Sequence[int] | None = None
+              ) -> RoutedCircuit:
         """Route ``circuit`` (gates on at most two qubits) onto the device.
+
+        Args:
+            circuit: the logical circuit.
+            initial_layout: keep this layout (``initial_layout[i]`` = physical qubit of
+                logical ``i``) instead of searching one; only the routing trials run.
 
         Raises:
             TopologyError: the circuit has more qubits than the device.
-            UsageError: the circuit still has gates on three or more qubits.
+            UsageError: the circuit still has gates on three or more qubits, or the
+                given layout is not a placement of its qubits.
         """
         P = self.device.num_qubits
         n = circuit.num_qubits
@@ -294,8 +302,16 @@ class SabreRouter:
         # 1. layout: trivial, else perfect, else the SABRE search in every DAG mode
         method = "sabre"
         start: NDArray[np.int64] | None = None
-        seed, mode = opts.seed, modes[-1]
-        if is_trivial_layout_perfect(pairs, n, self.device.edges, P):
+        seed, mode, lookahead = opts.seed, modes[-1], opts.lookahead
+        best_key: tuple[float, float] | None = None
+        if initial_layout is not None:
+            method, start = "given", self._complete(self._check_layout(initial_layout, n))
+            for m_index, problem in enumerate(modes):
+                key, _, sd, la = self._search(problem, start[None, :], costs,
+                                              opts.seed + m_index, iterations=0)
+                if best_key is None or key < best_key:
+                    best_key, seed, mode, lookahead = key, sd, problem, la
+        elif is_trivial_layout_perfect(pairs, n, self.device.edges, P):
             method, start = "trivial", np.arange(P, dtype=np.int64)
         else:
             found = find_perfect_layout(pairs, n, self.device.edges, P,
@@ -305,16 +321,14 @@ class SabreRouter:
         if start is None:
             trials = opts.layout_trials or _auto_trials(circuit.num_two_qubit_gates)
             informed = np.array(heuristic_layouts(pairs, n, self.device.edges, P,
-                                                  self._arrays.hops.tolist(), seed=opts.seed),
-                                dtype=np.int64)
-            best_key: tuple[float, ...] | None = None
+                                                  self._arrays.hops.tolist()), dtype=np.int64)
             for m_index, problem in enumerate(modes):
                 share = max(1, trials // len(modes))
                 layouts = np.vstack([informed, _kernels.random_layouts(
                     P, share, opts.seed * 7 + m_index)])
-                key, lay, sd = self._search(problem, layouts, costs, opts.seed + m_index)
+                key, lay, sd, la = self._search(problem, layouts, costs, opts.seed + m_index)
                 if best_key is None or key < best_key:
-                    best_key, start, seed, mode = key, lay, sd, problem
+                    best_key, start, seed, mode, lookahead = key, lay, sd, problem, la
         assert start is not None
 
         # 2. route the winner, recording
@@ -322,7 +336,7 @@ class SabreRouter:
         nswaps, final, span, ev_node, ev_a, ev_b, nev = _kernels.route_pass(
             mode.succ_ptr, mode.succ_idx, mode.indeg, mode.q0, mode.q1, node_dur, node_n2q,
             d.dist, d.hops, d.adj, d.nbr_ptr, d.nbr_idx, d.edge_dur, start, seed,
-            opts.lookahead, opts.ext_size, opts.decay_delta, opts.decay_reset, valve, True,
+            lookahead, opts.ext_size, opts.decay_delta, opts.decay_reset, valve, True,
             opts.tie_time)
         routed = self._build(circuit, blocks, start, ev_node[:nev], ev_a[:nev], ev_b[:nev])
         if routed.num_two_qubit_gates - circuit.num_two_qubit_gates != nswaps:
@@ -331,18 +345,28 @@ class SabreRouter:
                              tuple(int(x) for x in final[:n]), int(nswaps), method,
                              float(span))
 
+    def _check_layout(self, layout: Sequence[int], n: int) -> list[int]:
+        out = [int(p) for p in layout]
+        P = self.device.num_qubits
+        if len(out) != n or len(set(out)) != n or any(not 0 <= p < P for p in out):
+            raise UsageError(f"initial_layout must place the {n} logical qubits on distinct "
+                             f"physical qubits 0..{P - 1}, got {out}")
+        return out
+
     def _search(self, problem: _Problem, layouts: NDArray[np.int64],
-                costs: tuple[NDArray[np.float64], NDArray[np.float64], int], seed: int
-                ) -> tuple[tuple[float, ...], NDArray[np.int64], int]:
-        """Run the layout search; return (ranking key, refined layout, routing seed)."""
+                costs: tuple[NDArray[np.float64], NDArray[np.float64], int], seed: int,
+                *, iterations: int | None = None
+                ) -> tuple[tuple[float, float], NDArray[np.int64], int, float]:
+        """Run the layout search; return (key, refined layout, routing seed, lookahead)."""
         opts, d = self.options, self._arrays
         node_dur, node_n2q, valve = costs
         seeds = np.arange(len(layouts), dtype=np.int64) + seed * 1_000_003
-        swaps, spans, tseeds, refined = _kernels.layout_search(
+        swaps, spans, tseeds, refined, weights = _kernels.layout_search(
             problem.succ_ptr, problem.succ_idx, problem.indeg, problem.pred_ptr,
             problem.pred_idx, problem.outdeg, problem.q0, problem.q1, node_dur, node_n2q,
             d.dist, d.hops, d.adj, d.nbr_ptr, d.nbr_idx, d.edge_dur, layouts, seeds,
-            opts.iterations, opts.routing_trials, opts.lookahead, opts.ext_size,
+            opts.iterations if iterations is None else iterations, opts.routing_trials,
+            opts.lookahead, opts.ext_size,
             opts.decay_delta, opts.decay_reset, valve, opts.objective == "makespan",
             opts.tie_time)
         if opts.objective == "makespan":
@@ -352,7 +376,8 @@ class SabreRouter:
             keys = [(float(s), float(m), i) for i, (s, m) in enumerate(zip(swaps, spans,
                                                                            strict=True))]
         best = min(keys)
-        return best[:2], refined[best[2]], int(tseeds[best[2]])
+        return ((best[0], best[1]), refined[best[2]], int(tseeds[best[2]]),
+                float(weights[best[2]]))
 
     def _complete(self, layout: list[int]) -> NDArray[np.int64]:
         """Extend a layout of the logical qubits to a permutation of all physical ones."""

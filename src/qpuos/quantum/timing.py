@@ -51,7 +51,8 @@ _TWO_QUBIT_COST: Mapping[str, tuple[int, int]] = {
 
 
 class _DeviceFigures(Protocol):
-    gate_durations_ns: Mapping[str, float]
+    @property
+    def gate_durations_ns(self) -> Mapping[str, float]: ...
 
     def two_qubit_duration_ns(self, a: int, b: int) -> float | None: ...
 
