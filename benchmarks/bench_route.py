@@ -27,12 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from _common import BenchRecord, geomean, shared_dir
-
 from qpuos.quantum.circuit import Circuit, Instruction
 from qpuos.quantum.device import Device, load_device
 from qpuos.quantum.qasm import dump_qasm, load_qasm
 from qpuos.quantum.qiskit_interop import from_qiskit
-from qpuos.quantum.routing import RoutingOptions
+from qpuos.quantum.routing import RoutingOptions, warm_up
 from qpuos.quantum.timing import DurationModel, schedule
 
 
@@ -140,6 +139,7 @@ def main(argv: list[str]) -> int:
     from rich.progress import Progress
 
     rec = BenchRecord("route", packages=("qiskit", "numba", "numpy"))
+    warm_up()  # numba compiles before anything is timed (Qiskit's router is prebuilt)
     rows: list[dict[str, Any]] = []
     with Progress(transient=True) as progress:
         task = progress.add_task("routing", total=len(entries))

@@ -53,13 +53,21 @@ def print_report(report: Mapping[str, Any], outputs: Mapping[str, str | None]) -
             console.print(f"wrote {what}: {path}")
 
 
+def _short(source: str, width: int = 48) -> str:
+    """The first clause of a device's source note (the whole note is in --json)."""
+    head = source.split(";")[0].split(". ")[0].split(" (")[0].split(",")[0]
+    return head if len(head) <= width else head[: width - 1] + "…"
+
+
 def print_devices(rows: Iterable[Any]) -> None:
     """Print the built-in device table."""
     t = Table(title="built-in devices")
-    for col in ("name", "qubits", "edges", "native 2q", "figures", "source"):
-        t.add_column(col, overflow="fold")
+    for col in ("name", "qubits", "edges", "native 2q", "figures"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("source", overflow="fold")
     for r in rows:
         t.add_row(r.name, str(r.num_qubits), str(r.num_edges), r.native_2q or "-",
-                  "typical" if r.has_figures else "-", r.source)
+                  "typical" if r.has_figures else "-", _short(r.source))
     console.print(t)
-    console.print("generated: line:N, ring:N, grid:RxC, heavy_hex:D; or a JSON file path")
+    console.print("generated: line:N, ring:N, grid:RxC, heavy_hex:D; or a JSON file path. "
+                  "`qpuos devices --json` has the full sources.")

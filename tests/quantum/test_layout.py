@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +15,7 @@ from qpuos.quantum.layout import (
     heuristic_layouts,
     interaction_graph,
     is_trivial_layout_perfect,
+    long_path,
 )
 
 DEVICES = {
@@ -54,13 +57,8 @@ def queko(draw: st.DrawFn, devices: dict[str, Device] = DEVICES
     phys = sorted({p for e in used for p in e})
     extra = draw(st.integers(0, device.num_qubits - len(phys)))
     n = len(phys) + extra
-    # logical qubit i lives on hidden[i]; the interacting ones first, in a random order
-    order = draw(st.permutations(phys))
     idle = [p for p in range(device.num_qubits) if p not in set(phys)][:extra]
-    hidden = [*order, *idle]
-    to_logical = {p: i for i, p in enumerate(hidden)}
-    relabel = draw(st.permutations(range(n)))
-    hidden = [hidden[relabel.index(i)] for i in range(n)]
+    hidden = draw(st.permutations([*phys, *idle]))  # logical i lives on hidden[i]
     to_logical = {p: i for i, p in enumerate(hidden)}
     c = Circuit(num_qubits=n)
     for a, b in used:
@@ -223,24 +221,38 @@ def test_budget_large_enough_for_a_path_finds_it() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(random_problem(), st.integers(0, 5))
+@given(random_problem())
 def test_heuristic_layouts_are_full_permutations(
-        problem: tuple[list[tuple[int, int]], int, Device], seed: int) -> None:
+        problem: tuple[list[tuple[int, int]], int, Device]) -> None:
     pairs, n, device = problem
     weights = {p: k + 1 for k, p in enumerate(pairs)}
     dist = device.distance_matrix().tolist()
-    layouts = heuristic_layouts(weights, n, device.edges, device.num_qubits, dist, seed=seed)
+    layouts = heuristic_layouts(weights, n, device.edges, device.num_qubits, dist)
     assert layouts, "at least one starting layout"
     for lay in layouts:
         assert sorted(lay) == list(range(device.num_qubits)), lay
     assert len({tuple(lay) for lay in layouts}) == len(layouts)  # no repeats
     assert layouts[0] == list(range(device.num_qubits))
-    again = heuristic_layouts(weights, n, device.edges, device.num_qubits, dist, seed=seed)
+    again = heuristic_layouts(weights, n, device.edges, device.num_qubits, dist)
     assert again == layouts
 
 
 def test_heuristic_layout_along_a_line_keeps_a_chain_adjacent() -> None:
     dev = line_device(6)
-    chain = {(0, 3): 5, (3, 1): 5, (1, 2): 5}
+    chain = {(0, 3): 5, (1, 3): 5, (1, 2): 5}
     layouts = heuristic_layouts(chain, 4, dev.edges, 6, dev.distance_matrix().tolist())
     assert any(misplaced(chain, lay[:4], dev) == set() for lay in layouts), layouts
+
+
+@pytest.mark.parametrize("device", list(DEVICES.values()), ids=list(DEVICES))
+def test_long_path_is_a_simple_path_of_the_device(device: Device) -> None:
+    path = long_path(device.edges, device.num_qubits)
+    assert len(set(path)) == len(path) >= 2
+    steps = {(min(a, b), max(a, b)) for a, b in itertools.pairwise(path)}
+    assert steps - set(device.edges) == set()
+
+
+@pytest.mark.parametrize("device", [line_device(7), ring_device(6), grid_device(3, 4)],
+                         ids=lambda d: d.name)
+def test_long_path_covers_graphs_with_a_hamiltonian_path(device: Device) -> None:
+    assert len(long_path(device.edges, device.num_qubits)) == device.num_qubits

@@ -15,11 +15,10 @@ from hypothesis import strategies as st
 
 from qpuos.errors import QasmError, QasmSemanticError, QasmSyntaxError, UsageError
 from qpuos.quantum.circuit import Circuit, Condition, Instruction
-from qpuos.quantum.decompose import decompose_multiqubit
+from qpuos.quantum.decompose import decompose_multiqubit, standard_definitions
 from qpuos.quantum.gates import GATES, gate_matrix
 from qpuos.quantum.qasm import (
-    _PI_FORMS,
-    _library_definitions,
+    _pi_forms,
     dump_qasm,
     load_qasm,
     parse_qasm,
@@ -83,7 +82,7 @@ def test_bench_user_gates_expand_to_standard_gates() -> None:
 
 # -- qelib1.inc ----------------------------------------------------------------------------
 def test_library_defines_exactly_the_standard_gates() -> None:
-    assert set(_library_definitions()) ^ (set(GATES) - {"U", "CX"}) == set()
+    assert set(standard_definitions()) ^ (set(GATES) - {"U", "CX"}) == set()
 
 
 # rz, sx and sxdg are defined through u1/sdg.h.sdg and differ by a global phase only.
@@ -92,7 +91,7 @@ _PHASE_ONLY = {"rz", "sx", "sxdg"}
 
 @pytest.mark.parametrize("name", sorted(set(GATES) - {"U", "CX", "rccx", "rc3x"}))
 def test_library_definition_matches_gate_matrix(name: str) -> None:
-    definition = _library_definitions()[name]
+    definition = standard_definitions()[name]
     rng = np.random.default_rng(sum(map(ord, name)))
     for _ in range(3):
         params = [float(x) for x in rng.uniform(-2 * math.pi, 2 * math.pi,
@@ -109,7 +108,7 @@ def test_library_definition_matches_gate_matrix(name: str) -> None:
 @pytest.mark.parametrize("name,controls", [("rccx", 2), ("rc3x", 3)])
 def test_relative_phase_toffolis(name: str, controls: int) -> None:
     n = controls + 1
-    got = unitary(_library_definitions()[name].instantiate(range(n)), n)
+    got = unitary(standard_definitions()[name].instantiate(range(n)), n)
     mcx = gate_matrix("ccx" if controls == 2 else "c3x")
     # equal to the multi-controlled X up to a diagonal phase: |entries| match and
     # got @ mcx^-1 is diagonal
@@ -124,9 +123,10 @@ def test_relative_phase_toffolis(name: str, controls: int) -> None:
 
 # -- writer --------------------------------------------------------------------------------
 def test_pi_forms_parse_back_exactly() -> None:
-    for value, text in _PI_FORMS.items():
-        c = parse_qasm(f"{HEAD}qreg q[1];\nrz({text}) q[0];")
-        assert c.instructions[0].params[0] == value, text
+    forms = _pi_forms()
+    c = parse_qasm(HEAD + "qreg q[1];\n" + "".join(f"rz({t}) q[0];\n" for t in forms.values()))
+    got = {text: inst.params[0] for text, inst in zip(forms.values(), c, strict=True)}
+    assert {t for t, v in got.items() if forms.get(v) != t} == set()
 
 
 def test_dump_writes_registers_and_pretty_params() -> None:
@@ -486,3 +486,31 @@ def test_error_messages(text: str, cls: type[QasmError], message: str) -> None:
         parse_qasm(text)
     line, column = message.split(":")[:2]
     assert (info.value.line, info.value.column) == (int(line), int(column))
+
+
+def test_deep_nesting_is_a_clean_error() -> None:
+    text = _Q + "rx(" + "(" * 100_000 + "1" + ")" * 100_000 + ") q[0];"
+    with pytest.raises(QasmSyntaxError, match=r"^<string>: expressions or includes nested "
+                                              r"too deeply$"):
+        parse_qasm(text)
+
+
+_MUTATIONS = [";", ",", "(", ")", "[", "]", "{", "}", "-", "*", "^", ".", "0", "9", "e", '"',
+              "\n", " ", "->", "==", "q", "pi", "gate", "if", "U", "CX", "measure", "barrier",
+              "opaque", "sin(", "1e999", "//", "/*", "\u00e9", "\u00a0", "\u0663"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([p for p in BENCH_FILES if p.stat().st_size < 3000]),
+       st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.sampled_from(_MUTATIONS),
+                          st.booleans()), min_size=1, max_size=4))
+def test_mangled_files_fail_only_with_qasm_errors(path: Path,
+                                                   edits: list[tuple[float, str, bool]]) -> None:
+    text = path.read_text()
+    for where, piece, replace in edits:
+        k = int(where * len(text))
+        text = text[:k] + piece + text[k + int(replace):]
+    try:
+        parse_qasm(text)
+    except QasmError as exc:
+        assert exc.line >= 1 and exc.column >= 1

@@ -132,7 +132,7 @@ def _record(ev_node, ev_a, ev_b, nev, v, a, b):
 
 
 @njit(cache=True)
-def route_pass(succ_ptr, succ_idx, indeg0, q0, q1, node_dur, node_n2q,  # noqa: PLR0914
+def route_pass(succ_ptr, succ_idx, indeg0, q0, q1, node_dur, node_n2q,
                dist, hops, adj, nbr_ptr, nbr_idx, edge_dur,
                layout, seed, lookahead, ext_size, decay_delta, decay_reset, valve,
                record, tie_time):
@@ -384,7 +384,7 @@ def _grow(arr, cap):
 
 
 @njit(cache=True, parallel=True)
-def layout_search(fwd_ptr, fwd_idx, fwd_indeg, bwd_ptr, bwd_idx, bwd_indeg,  # noqa: PLR0914
+def layout_search(fwd_ptr, fwd_idx, fwd_indeg, bwd_ptr, bwd_idx, bwd_indeg,
                   q0, q1, node_dur, node_n2q, dist, hops, adj, nbr_ptr, nbr_idx, edge_dur,
                   layouts, seeds, iterations, routing_trials, lookahead, ext_size,
                   decay_delta, decay_reset, valve, by_makespan, tie_time):

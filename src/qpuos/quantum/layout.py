@@ -160,7 +160,7 @@ def long_path(edges: tuple[tuple[int, int], ...], num_physical: int, *,
     for start in sorted(range(num_physical), key=lambda p: (len(padj[p]), p))[:starts]:
         path, on = [start], {start}
 
-        def options(p: int) -> list[int]:
+        def options(p: int, on: set[int] = on) -> list[int]:
             free = [q for q in padj[p] if q not in on]
             return sorted(free, key=lambda q: (sum(1 for r in padj[q] if r not in on), q))
 

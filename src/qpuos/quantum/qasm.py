@@ -298,7 +298,7 @@ class _Parser:
     def include(self) -> None:
         at = self.i = self.i + 1
         tok = self.toks[at]
-        if not tok.startswith('"'):
+        if len(tok) < 2 or tok[0] != '"':
             self.fail(QasmSyntaxError, "expected a file name in double quotes after "
                                        f"'include', found {self.found()}")
         self.i += 1
@@ -695,7 +695,11 @@ def parse_qasm(text: str, *, filename: str = "<string>") -> Circuit:
             wrong arity or parameter count, mismatched broadcast, repeated qubit.
     """
     parser = _Parser()
-    parser.run(text, filename, header=True)
+    try:
+        parser.run(text, filename, header=True)
+    except RecursionError:
+        raise QasmSyntaxError("expressions or includes nested too deeply",
+                              filename=filename) from None
     return parser.circuit()
 
 
@@ -714,6 +718,7 @@ def load_qasm(path: str | os.PathLike[str]) -> Circuit:
     return parse_qasm(text, filename=str(path))
 
 
+@cache
 def _pi_forms() -> dict[float, str]:
     """Exact floats of ``k*pi/d`` for small k, d, and the text that parses back to each."""
     forms: dict[float, str] = {}
@@ -733,13 +738,11 @@ def _pi_forms() -> dict[float, str]:
     return forms
 
 
-_PI_FORMS = _pi_forms()
-
 
 def _format_param(x: float) -> str:
     if not math.isfinite(x):
         raise UsageError(f"parameter {x!r} cannot be written in OpenQASM")
-    return _PI_FORMS.get(x) or repr(float(x))
+    return _pi_forms().get(x) or repr(float(x))
 
 
 def _bit_names(regs: Sequence[Register], n: int, kind: str) -> list[str]:

@@ -113,6 +113,12 @@ def _append_all(out: Circuit, qc: Any, data: Any, cond: Condition | None,
         cs = [qc.find_bit(c).index for c in ci.clbits]
         name = op.name
         if name == "if_else":
+            if cond is not None:
+                raise UsageError("nested if_else has no OpenQASM 2 form; qpuos supports one "
+                                 "`if (creg == n)` per instruction")
+            if not isinstance(op.condition, tuple):
+                raise UsageError("if_else on a classical expression is not supported; "
+                                 "condition on (creg, value)")
             target, value = op.condition
             if op.blocks[1:] and op.blocks[1] is not None and len(op.blocks[1].data):
                 raise UsageError("if_else with an else branch has no OpenQASM 2 form; "
@@ -135,7 +141,11 @@ def _append_all(out: Circuit, qc: Any, data: Any, cond: Condition | None,
         if ours not in GATES:
             raise UsageError(f"Qiskit operation {name!r} has no qpuos equivalent; "
                              "transpile it to standard gates first")
-        params = tuple(float(p) for p in op.params)
+        try:
+            params = tuple(float(p) for p in op.params)
+        except TypeError as exc:  # a ParameterExpression with free parameters
+            raise UsageError(f"gate {name!r} has unbound parameters; bind them first"
+                             ) from exc
         if any(math.isnan(p) for p in params):
             raise UsageError(f"gate {name!r} has unbound parameters; bind them first")
         out.add(Instruction(ours, tuple(qs), params, (), cond))

@@ -70,7 +70,7 @@ _CHUNK = 4096
 
 
 @_jit
-def _k1(psi: Any, s0: int, m00: complex, m01: complex,  # noqa: PLR0917 (numba: no kw-only)
+def _k1(psi: Any, s0: int, m00: complex, m01: complex,
         m10: complex, m11: complex) -> None:
     chunk = min(s0, _CHUNK)
     mask = s0 - 1
@@ -85,7 +85,7 @@ def _k1(psi: Any, s0: int, m00: complex, m01: complex,  # noqa: PLR0917 (numba: 
 
 
 @_jit
-def _k1_mono(psi: Any, s0: int, o0: int, o1: int,  # noqa: PLR0917 (numba: no kw-only)
+def _k1_mono(psi: Any, s0: int, o0: int, o1: int,
              d0: complex, d1: complex) -> None:
     # Monomial gate (one nonzero per row): new[r] = d[r] * old[src(r)], ``o_r`` being
     # the offset of ``src(r)``. A diagonal gate has ``o_r`` = offset of ``r``.

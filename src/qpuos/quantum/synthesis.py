@@ -142,8 +142,9 @@ def synthesize_two_qubit(u: NDArray[np.complexfloating] | NDArray[np.floating],
         QpuosInternalError: the circuit does not reproduce ``u`` (a bug).
 
     >>> from qpuos.quantum.gates import gate_matrix
-    >>> [i.name for i in synthesize_two_qubit(gate_matrix("cz"), (3, 5))]
-    ['u', 'cx', 'u']
+    >>> circuit = synthesize_two_qubit(gate_matrix("cz"), (3, 5))
+    >>> [i.qubits for i in circuit if i.name == "cx"]
+    [(3, 5)]
     """
     m = _check_unitary(u)
     tol = _check_atol(atol)
