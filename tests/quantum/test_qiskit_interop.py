@@ -11,23 +11,23 @@ import pytest
 
 pytest.importorskip("qiskit")
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister, transpile  # noqa: E402
-from qiskit.circuit import Parameter  # noqa: E402
-from qiskit.circuit.classical import expr  # noqa: E402
-from qiskit.circuit.library import ECRGate, UnitaryGate  # noqa: E402
-from qiskit.providers.fake_provider import GenericBackendV2  # noqa: E402
-from qiskit.quantum_info import Operator  # noqa: E402
-from qiskit.transpiler import CouplingMap, TranspilerError  # noqa: E402
-from qiskit.transpiler.preset_passmanagers.plugin import list_stage_plugins  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister, transpile
+from qiskit.circuit import Parameter
+from qiskit.circuit.classical import expr
+from qiskit.circuit.library import ECRGate, UnitaryGate
+from qiskit.providers.fake_provider import GenericBackendV2
+from qiskit.quantum_info import Operator
+from qiskit.transpiler import CouplingMap, TranspilerError
+from qiskit.transpiler.preset_passmanagers.plugin import list_stage_plugins
 
-from qpuos.errors import UsageError  # noqa: E402
-from qpuos.quantum._qiskit_pass import QpuosSwap  # noqa: E402
-from qpuos.quantum.circuit import Circuit, Condition, Instruction  # noqa: E402
-from qpuos.quantum.gates import GATES  # noqa: E402
-from qpuos.quantum.qiskit_interop import from_qiskit, to_qiskit  # noqa: E402
-from qpuos.quantum.statevector import simulate  # noqa: E402
+from qpuos.errors import UsageError
+from qpuos.quantum._qiskit_pass import QpuosSwap
+from qpuos.quantum.circuit import Circuit, Condition, Instruction
+from qpuos.quantum.gates import GATES
+from qpuos.quantum.qiskit_interop import from_qiskit, to_qiskit
+from qpuos.quantum.statevector import simulate
 
 MAX_QUBITS = 5
 # Our aliases come back under Qiskit's name: U -> u, CX -> cx, u0(t) -> id (u0 is an idle).
@@ -251,6 +251,13 @@ def couplings(out: QuantumCircuit) -> set[tuple[int, int]]:
     return pairs
 
 
+def equivalent(out: QuantumCircuit, qc: QuantumCircuit) -> bool:
+    """``out`` implements ``qc`` (its ancillas idle), undoing the initial and final layout."""
+    padded = QuantumCircuit(out.num_qubits)
+    padded.compose(qc, range(qc.num_qubits), inplace=True)
+    return bool(Operator.from_circuit(out).equiv(Operator(padded)))
+
+
 def undirected(cm: CouplingMap) -> set[tuple[int, int]]:
     return {(min(a, b), max(a, b)) for a, b in cm.get_edges()}
 
@@ -300,7 +307,7 @@ def test_transpiled_circuit_is_on_the_map_and_equivalent(
     out, ran = run_qpuos(qc, cm, optimization_level=level, seed_transpiler=seed)
     assert "SabreSwap" not in ran
     assert couplings(out) - undirected(cm) == set()
-    assert Operator.from_circuit(out).equiv(Operator(qc))
+    assert equivalent(out, qc)
 
 
 def test_qpuos_swap_does_the_routing_and_records_final_layout() -> None:
@@ -315,7 +322,7 @@ def test_qpuos_swap_does_the_routing_and_records_final_layout() -> None:
     assert out.count_ops().get("swap", 0) >= 1
     assert out.layout.final_layout is not None
     assert couplings(out) - undirected(cm) == set()
-    assert Operator.from_circuit(out).equiv(Operator(qc))
+    assert equivalent(out, qc)
 
 
 def test_same_seed_same_circuit() -> None:
@@ -339,7 +346,7 @@ def test_directed_coupling_map_is_routed_then_fixed_up() -> None:
     cx_pairs = {tuple(out.find_bit(q).index for q in ci.qubits)
                 for ci in out.data if ci.operation.name == "cx"}
     assert cx_pairs - directed == set()
-    assert Operator.from_circuit(out).equiv(Operator(qc))
+    assert equivalent(out, qc)
 
 
 def test_measurements_parameters_and_barriers_survive_routing() -> None:
@@ -362,7 +369,7 @@ def test_measurements_parameters_and_barriers_survive_routing() -> None:
     assert "barrier" not in out.count_ops()
     bound = qc.assign_parameters({theta: 0.3}).remove_final_measurements(inplace=False)
     routed = out.assign_parameters({theta: 0.3}).remove_final_measurements(inplace=False)
-    assert Operator.from_circuit(routed).equiv(Operator(bound))
+    assert equivalent(routed, bound)
 
 
 def test_conditional_gates_are_routed_with_their_condition() -> None:
@@ -389,7 +396,7 @@ def test_works_with_a_target_and_vf2_post_layout() -> None:
     out = transpile(qc, backend, routing_method="qpuos", optimization_level=2,
                     seed_transpiler=2)
     assert couplings(out) - undirected(backend.coupling_map) == set()
-    assert Operator.from_circuit(out).equiv(Operator(qc))
+    assert equivalent(out, qc)
 
 
 def test_pass_rejects_a_dag_that_was_not_laid_out() -> None:
@@ -397,9 +404,9 @@ def test_pass_rejects_a_dag_that_was_not_laid_out() -> None:
 
     qc = QuantumCircuit(QuantumRegister(2, "data"))
     qc.cx(0, 1)
-    with pytest.raises(TranspilerError, match=re.escape("QpuosSwap runs on physical circuits "
-                                                        "only (after a layout stage)")):
+    with pytest.raises(TranspilerError) as info:
         QpuosSwap(CouplingMap.from_line(2)).run(circuit_to_dag(qc))
+    assert info.value.message == "QpuosSwap runs on physical circuits only (after a layout stage)"
 
 
 def test_pass_translates_router_errors() -> None:
@@ -408,6 +415,42 @@ def test_pass_translates_router_errors() -> None:
     cm = CouplingMap([[0, 1], [2, 3]])  # two components: SabreRouter refuses it
     qc = QuantumCircuit(4)
     qc.cx(0, 3)
-    with pytest.raises(TranspilerError, match=r"^'qpuos routing failed: TopologyError: "
-                                              r"device 'qiskit-coupling-map' is not connected"):
+    with pytest.raises(TranspilerError) as info:
         QpuosSwap(cm).run(circuit_to_dag(qc))
+    assert re.match(r"^qpuos routing failed: TopologyError: device 'qiskit-coupling-map' is "
+                    r"not connected; routing needs a connected coupling graph$",
+                    info.value.message)
+    assert type(info.value.__cause__).__name__ == "TopologyError"
+
+
+def test_gates_on_three_qubits_and_global_phase_pass_through_unplaced() -> None:
+    from qiskit.circuit.library import GlobalPhaseGate
+
+    qc = QuantumCircuit(4)
+    qc.h(0)
+    qc.cx(0, 3)
+    qc.ccx(0, 1, 3)  # no basis given: Qiskit keeps it, and CheckMap checks pairs only
+    qc.append(GlobalPhaseGate(0.4), [])
+    qc.cx(3, 1)
+    cm = CouplingMap.from_line(5)
+    out, ran = run_qpuos(qc, cm, layout_method="trivial", optimization_level=0,
+                         seed_transpiler=2)
+    assert "QpuosSwap" in ran
+    assert out.count_ops().get("ccx") == 1
+    assert couplings(out) - undirected(cm) == set()
+    assert equivalent(out, qc)
+
+
+def test_control_flow_on_three_qubits_is_refused_clearly() -> None:
+    qr, cr = QuantumRegister(3, "q"), ClassicalRegister(1, "c")
+    qc = QuantumCircuit(qr, cr)
+    qc.measure(0, 0)
+    with qc.if_test((cr, 1)):
+        qc.cx(0, 2)
+        qc.x(1)
+    with pytest.raises(TranspilerError) as info:
+        transpile(qc, coupling_map=CouplingMap.from_line(3), routing_method="qpuos",
+                  layout_method="trivial", optimization_level=0)
+    assert info.value.message == ("qpuos routing cannot place 'if_else' on 3 qubits; it routes "
+                                  "control flow on one or two qubits (use "
+                                  "routing_method='sabre')")

@@ -118,6 +118,17 @@ def _delta(la, lb, a, b, ptr, idx, l2p, dist):
 
 
 @njit(cache=True)
+def _open_block(partner, a, b):
+    """Note that physical a and b just shared a two-qubit gate (closing older blocks)."""
+    for p in (a, b):
+        old = partner[p]
+        if old >= 0 and old != a and old != b and partner[old] == p:
+            partner[old] = -1
+    partner[a] = b
+    partner[b] = a
+
+
+@njit(cache=True)
 def _record(ev_node, ev_a, ev_b, nev, v, a, b):
     """Append one event, growing the arrays when full; returns the (maybe new) arrays."""
     if nev == ev_node.shape[0]:
@@ -135,7 +146,7 @@ def _record(ev_node, ev_a, ev_b, nev, v, a, b):
 def route_pass(succ_ptr, succ_idx, indeg0, q0, q1, node_dur, node_n2q,
                dist, hops, adj, nbr_ptr, nbr_idx, edge_dur,
                layout, seed, lookahead, ext_size, decay_delta, decay_reset, valve,
-               record, tie_time):
+               record, tie_time, merge_bonus):
     """Route one DAG from one layout.
 
     Returns:
@@ -175,6 +186,7 @@ def route_pass(succ_ptr, succ_idx, indeg0, q0, q1, node_dur, node_n2q,
     decay = np.ones(P)
     busy = np.zeros(P)
     busy_mark = np.zeros(P)
+    partner = np.full(P, -1, dtype=np.int64)  # last two-qubit partner, if still "open"
     hist_a = np.empty(valve + 1, dtype=np.int64)
     hist_b = np.empty(valve + 1, dtype=np.int64)
     nhist = 0
@@ -202,6 +214,7 @@ def route_pass(succ_ptr, succ_idx, indeg0, q0, q1, node_dur, node_n2q,
                 t = max(busy[pa], busy[pb]) + node_dur[v] + node_n2q[v] * edge_dur[pa, pb]
                 busy[pa] = t
                 busy[pb] = t
+                _open_block(partner, pa, pb)
                 changed = True
             elif q0[v] >= 0:
                 busy[l2p[q0[v]]] += node_dur[v]
@@ -287,6 +300,8 @@ def route_pass(succ_ptr, succ_idx, indeg0, q0, q1, node_dur, node_n2q,
             if ne > 0:
                 score += ext_weight * _delta(la, lb, a, b, e_ptr, e_idx, l2p, dist)
             score *= max(decay[a], decay[b])
+            if partner[a] == b and partner[b] == a:
+                score -= merge_bonus
             t_free = max(busy[a], busy[b]) if tie_time else 0.0
             if score < best - 1e-10:
                 best = score
@@ -331,6 +346,7 @@ def route_pass(succ_ptr, succ_idx, indeg0, q0, q1, node_dur, node_n2q,
                 t = max(busy[pa], busy[nxt]) + 3.0 * edge_dur[pa, nxt]
                 busy[pa] = t
                 busy[nxt] = t
+                _open_block(partner, pa, nxt)
                 _swap_layout(l2p, p2l, pa, nxt)
                 swaps += 1
                 if record:
@@ -340,9 +356,12 @@ def route_pass(succ_ptr, succ_idx, indeg0, q0, q1, node_dur, node_n2q,
         else:
             a = cand_a[best_i]
             b = cand_b[best_i]
-            t = max(busy[a], busy[b]) + 3.0 * edge_dur[a, b]
+            # a SWAP right after a gate on the same pair merges into it (at most 3 CX)
+            merged = partner[a] == b and partner[b] == a
+            t = max(busy[a], busy[b]) + (1.0 if merged else 3.0) * edge_dur[a, b]
             busy[a] = t
             busy[b] = t
+            _open_block(partner, a, b)
             _swap_layout(l2p, p2l, a, b)
             swaps += 1
             hist_a[nhist] = a
@@ -387,7 +406,7 @@ def _grow(arr, cap):
 def layout_search(fwd_ptr, fwd_idx, fwd_indeg, bwd_ptr, bwd_idx, bwd_indeg,
                   q0, q1, node_dur, node_n2q, dist, hops, adj, nbr_ptr, nbr_idx, edge_dur,
                   layouts, seeds, iterations, routing_trials, lookahead, ext_size,
-                  decay_delta, decay_reset, valve, by_makespan, tie_time):
+                  decay_delta, decay_reset, valve, by_makespan, tie_time, merge_bonus):
     """Refine each starting layout by forward/backward passes, then route it several times.
 
     Trial ``t`` starts from ``layouts[t]``; its passes use seeds derived from
@@ -411,10 +430,10 @@ def layout_search(fwd_ptr, fwd_idx, fwd_indeg, bwd_ptr, bwd_idx, bwd_indeg,
         for it in range(iterations):
             r = route_pass(fwd_ptr, fwd_idx, fwd_indeg, q0, q1, node_dur, node_n2q, dist,
                            hops, adj, nbr_ptr, nbr_idx, edge_dur, lay, base + 2 * it,
-                           la, ext_size, decay_delta, decay_reset, valve, False, tie_time)
+                           la, ext_size, decay_delta, decay_reset, valve, False, tie_time, merge_bonus)
             r2 = route_pass(bwd_ptr, bwd_idx, bwd_indeg, q0, q1, node_dur, node_n2q, dist,
                             hops, adj, nbr_ptr, nbr_idx, edge_dur, r[1], base + 2 * it + 1,
-                            la, ext_size, decay_delta, decay_reset, valve, False, tie_time)
+                            la, ext_size, decay_delta, decay_reset, valve, False, tie_time, merge_bonus)
             lay = r2[1]
         best_s = -1
         best_m = np.inf
@@ -423,7 +442,7 @@ def layout_search(fwd_ptr, fwd_idx, fwd_indeg, bwd_ptr, bwd_idx, bwd_indeg,
             sd = base + 1000003 + k
             r = route_pass(fwd_ptr, fwd_idx, fwd_indeg, q0, q1, node_dur, node_n2q, dist,
                            hops, adj, nbr_ptr, nbr_idx, edge_dur, lay, sd, la,
-                           ext_size, decay_delta, decay_reset, valve, False, tie_time)
+                           ext_size, decay_delta, decay_reset, valve, False, tie_time, merge_bonus)
             s = r[0]
             m = r[2]
             if by_makespan:

@@ -101,13 +101,19 @@ def _skeleton(dag: Any) -> _Skeleton:
         if op.name in ("measure", "reset", "barrier") and not isinstance(op, ControlFlowOp):
             circuit.add(Instruction(op.name, qs, tag, cs))
             continue
-        if not 1 <= len(qs) <= 2:
-            raise TranspilerError(
-                f"qpuos routing cannot place {op.name!r} on {len(qs)} qubits; it routes "
-                "operations on one or two qubits (run Qiskit's init stage first)")
         # operations that touch classical bits (control flow) read the whole classical
         # register, so they keep their order against every measurement: conservative
         cond = Condition("c", 0) if cs else None
+        if not 1 <= len(qs) <= 2:
+            if isinstance(op, ControlFlowOp):
+                raise TranspilerError(
+                    f"qpuos routing cannot place {op.name!r} on {len(qs)} qubits; it routes "
+                    "control flow on one or two qubits (use routing_method='sabre')")
+            # like SabreSwap and CheckMap: a coupling map constrains pairs only, so a gate
+            # on 3+ qubits keeps its order but is not placed (with a basis, Qiskit's init
+            # stage has already decomposed it); same for 0-qubit ops (global phase)
+            circuit.add(Instruction("barrier", qs, tag, (), cond))
+            continue
         diag = _diagonal_on(op, len(qs))
         if len(qs) == 1:
             circuit.add(Instruction(_ONE_QUBIT[diag[0]], qs, tag, (), cond))

@@ -11,6 +11,8 @@ Passes (each returns a new circuit; none changes the unitary beyond ``1e-9``):
   (dropped if the identity, ``rz`` if diagonal, else ``u``).
 - ``merge_swaps``: a routing SWAP directly next to a CX on the same pair becomes two CX
   (``cx · swap = cx(b,a) · cx(a,b)``), saving a CX per merge.
+- ``consolidate_blocks``: a run of gates on one pair is resynthesised with the fewest CX
+  its unitary needs (KAK, ``synthesis``) when that is fewer than it has.
 
 Every rewrite of the last three is checked on the spot: the unitary of the replaced
 window is compared with its replacement (at most two qubits, so a 4x4 product); a
@@ -28,10 +30,14 @@ from numpy.typing import NDArray
 
 from qpuos.errors import QpuosInternalError
 from qpuos.quantum.circuit import Circuit, Instruction
+from qpuos.quantum.dag import pair_blocks
 from qpuos.quantum.gates import GATES, gate_matrix
+from qpuos.quantum.synthesis import cx_count, synthesize_two_qubit
+from qpuos.quantum.timing import DurationModel
 
 __all__ = [
     "cancel_inverses",
+    "consolidate_blocks",
     "fuse_single_qubit_runs",
     "merge_swaps",
     "optimize_logical",
@@ -219,13 +225,40 @@ def merge_swaps(circuit: Circuit) -> Circuit:
     return out
 
 
+def consolidate_blocks(circuit: Circuit) -> Circuit:
+    """Resynthesise each two-qubit block that needs fewer CX than it has.
+
+    Blocks are ``dag.pair_blocks``: runs of gates on one pair with the one-qubit gates
+    between them. A block is replaced by its minimal CX form (``synthesis``) when that
+    saves native two-qubit gates; a routing SWAP next to a two-qubit gate on the same
+    pair often merges away entirely (a generic block plus a SWAP is still three CX).
+    """
+    out = circuit.copy_empty()
+    insts = circuit.instructions
+    for block in pair_blocks(circuit):
+        members = [insts[i] for i in block]
+        two = [m for m in members if len(m.qubits) == 2]
+        if len(two) >= 2 and all(_is_plain_gate(m) for m in members):
+            pair = (two[0].qubits[0], two[0].qubits[1])
+            have = sum(DurationModel.two_qubit_cost(m.name)[0] for m in two)
+            u = _window_unitary(members, pair)
+            if cx_count(u) < have:
+                new = synthesize_two_qubit(u, pair)
+                _check(members, new, pair)
+                out.instructions.extend(new)
+                continue
+        out.instructions.extend(members)
+    return out
+
+
 def optimize_logical(circuit: Circuit) -> Circuit:
     """Before routing: fewer gates to route (identities, then inverse pairs)."""
     return cancel_inverses(remove_identities(circuit))
 
 
 def optimize_physical(circuit: Circuit) -> Circuit:
-    """After routing: merge SWAPs into neighbouring CX, cancel, fuse one-qubit runs."""
+    """After routing: merge SWAPs and resynthesise blocks, cancel, fuse one-qubit runs."""
     c = merge_swaps(circuit)
+    c = consolidate_blocks(c)
     c = cancel_inverses(c)
     return fuse_single_qubit_runs(c)

@@ -68,6 +68,10 @@ class RoutingOptions:
             ``"makespan"`` (then swaps).
         tie_time: among equally scored SWAPs prefer the one whose qubits are free
             earliest in the running time estimate (shorter schedules, same SWAP count).
+        merge_bonus: score credit for a SWAP on a pair that just shared a two-qubit gate,
+            which the optimiser merges into that gate's block (a cheaper SWAP); ``None``
+            means 1.0 for the makespan objective and 0 for the SWAP objective (where the
+            credit costs SWAPs).
         noise_aware: weight distances by per-edge durations and error rates if known.
         commutation: also search with a commutation-aware DAG (Z-diagonal gates on a
             shared qubit in any order); the trials are split between both DAGs and the
@@ -85,6 +89,7 @@ class RoutingOptions:
     decay_reset: int = 5
     objective: Objective = "swaps"
     tie_time: bool = True
+    merge_bonus: float | None = None
     noise_aware: bool = True
     commutation: bool = True
     perfect_layout_calls: int = 200_000
@@ -289,6 +294,9 @@ class SabreRouter:
             raise TopologyError(f"device {device.name!r} is not connected; routing needs a "
                                 "connected coupling graph")
         self._arrays = _device_arrays(device, self.model, self.options.noise_aware)
+        bonus = self.options.merge_bonus
+        self._merge_bonus = (bonus if bonus is not None
+                             else 1.0 if self.options.objective == "makespan" else 0.0)
 
     def route(self, circuit: Circuit, *, initial_layout: Sequence[int] | None = None
               ) -> RoutedCircuit:
@@ -363,7 +371,7 @@ class SabreRouter:
             mode.succ_ptr, mode.succ_idx, mode.indeg, mode.q0, mode.q1, node_dur, node_n2q,
             d.dist, d.hops, d.adj, d.nbr_ptr, d.nbr_idx, d.edge_dur, start, seed,
             lookahead, opts.ext_size, opts.decay_delta, opts.decay_reset, valve, True,
-            opts.tie_time)
+            opts.tie_time, self._merge_bonus)
         routed = self._build(circuit, blocks, start, ev_node[:nev], ev_a[:nev], ev_b[:nev])
         if routed.num_two_qubit_gates - circuit.num_two_qubit_gates != nswaps:
             raise RoutingError("router event log and SWAP count disagree; this is a bug")
@@ -394,7 +402,7 @@ class SabreRouter:
             opts.iterations if iterations is None else iterations, opts.routing_trials,
             opts.lookahead, opts.ext_size,
             opts.decay_delta, opts.decay_reset, valve, opts.objective == "makespan",
-            opts.tie_time)
+            opts.tie_time, self._merge_bonus)
         if opts.objective == "makespan":
             keys = [(float(m), float(s), i) for i, (s, m) in enumerate(zip(swaps, spans,
                                                                            strict=True))]

@@ -72,7 +72,8 @@ _PAULIS = (_X, _Y, _Z)
 _SWAPPERS = {(0, 1): _S, (0, 2): _H, (1, 2): _RX90}
 #: Real mixes ``(x, y)`` of ``Re M`` and ``Im M`` tried in turn; fixed, so results repeat.
 _MIXES = np.random.default_rng(0x5EED).normal(size=(16, 2))
-_DIAG_ATOL = 1e-10  # off-diagonal left in P^T M P by a good eigenbasis
+_DIAG_GOOD = 1e-13  # off-diagonal left in P^T M P by an accurate eigenbasis
+_DIAG_ATOL = 1e-10  # ... and by the best one we settle for
 _ONE_Q_ATOL = 1e-12  # a one-qubit piece this close to diagonal / identity is emitted so
 _UNITARY_ATOL = 1e-8
 _VERIFY_ATOL = 1e-8
@@ -243,18 +244,24 @@ def _analyse(u: Matrix, atol: float) -> _Kak:
 def _real_eigenbasis(m: Matrix) -> tuple[NDArray[np.float64], Matrix]:
     """A real orthogonal ``P`` and the diagonal ``d`` with ``P^T m P = diag(d)``."""
     re, im = m.real, m.imag
-    worst = math.inf
+    best: tuple[float, NDArray[np.float64], Matrix] | None = None
     for x, y in _MIXES:
         _, p = np.linalg.eigh(x * re + y * im)
         d = p.T @ m @ p
         diag = d.diagonal().copy()
         off = float(np.abs(d - np.diag(diag)).max())
-        if off <= _DIAG_ATOL:
+        if off <= _DIAG_GOOD:
             return p, diag
-        worst = min(worst, off)
+        # A mix whose eigenvalues nearly collide where M's do not gives a basis that is
+        # only roughly right (off ~ 1e-11); keep it in reserve and try the next mix.
+        if best is None or off < best[0]:
+            best = (off, p, diag)
+    if best is not None and best[0] <= _DIAG_ATOL:
+        return best[1], best[2]
     raise QpuosInternalError(
         f"no real eigenbasis found for the symmetric unitary M in {len(_MIXES)} tries "
-        f"(best off-diagonal {worst:.3g}); this is a bug, please report it with the input")
+        f"(best off-diagonal {best[0] if best else math.inf:.3g}); this is a bug, please "
+        "report it with the input")
 
 
 def _kron_factors(k: Matrix) -> tuple[Matrix, Matrix]:

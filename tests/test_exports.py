@@ -1,0 +1,34 @@
+"""The public surface changes only on purpose (STYLE.md: one public face per layer)."""
+
+from __future__ import annotations
+
+import qpuos.errors
+import qpuos.quantum
+
+QUANTUM = {
+    "DAG", "Circuit", "CompileResult", "Condition", "Device", "DurationModel",
+    "Instruction", "Register", "RoutedCircuit", "RoutingOptions", "SabreRouter", "Schedule",
+    "ScheduledOp", "VerifyReport", "builtin_device_names", "compile_circuit",
+    "decompose_multiqubit", "describe_devices", "dump_qasm", "grid_device",
+    "heavy_hex_device", "line_device", "load_device", "load_qasm", "parse_qasm",
+    "require_fits", "ring_device", "save_qasm", "schedule", "simulate", "verify_routed",
+}
+
+ERRORS = {
+    "DeviceError", "DeviceFormatError", "DeviceNotFound", "QasmError", "QasmSemanticError",
+    "QasmSyntaxError", "QpuosError", "QpuosInternalError", "RoutingError", "TopologyError",
+    "UsageError", "VerificationError",
+}
+
+
+def test_quantum_layer_exports_exactly_its_public_names() -> None:
+    assert set(qpuos.quantum.__all__) ^ QUANTUM == set()
+    missing = {name for name in QUANTUM if not hasattr(qpuos.quantum, name)}
+    assert missing == set()
+
+
+def test_every_error_derives_from_the_base() -> None:
+    assert set(qpuos.errors.__all__) ^ ERRORS == set()
+    strays = {name for name in ERRORS
+              if not issubclass(getattr(qpuos.errors, name), qpuos.errors.QpuosError)}
+    assert strays == set()
