@@ -179,8 +179,10 @@ def _summarise(rec: BenchRecord, rows: list[dict[str, Any]]) -> None:
                   f"{q['depth']}/{k['depth']}",
                   f"{q['makespan_ns'] / 1e3:.1f}/{k['makespan_ns'] / 1e3:.1f}",
                   f"{q['seconds']:.2f}/{k['seconds']:.2f}",
-                  f"{q['verify_method']}" if q["verified"] else "NO")
-    Console().print(t)
+                  ("yes" if q["verify_method"] == "structural" else "yes, sv")
+                  if q["verified"] else "NO")
+    console = Console(width=max(120, Console().width))
+    console.print(t)
     if not rows:
         return
     swap_ratio = geomean((r["qpuos"]["swaps"] + 1) / (r["qiskit"]["swaps"] + 1) for r in rows)
@@ -219,7 +221,7 @@ def _summarise(rec: BenchRecord, rows: list[dict[str, Any]]) -> None:
     for tg in rec.targets:
         t2.add_row(tg.name, f"{tg.measured:.3f} {tg.unit}", f"{tg.goal:g}",
                    "[green]yes[/]" if tg.met else "[red]no[/]")
-    Console().print(t2)
+    console.print(t2)
 
 
 if __name__ == "__main__":

@@ -1,39 +1,70 @@
-"""Atomic file writes: a reader sees the old file or the whole new one, never half of it."""
+"""Atomic file writes: a reader sees the old file or the whole new one, never half of it.
+
+``write_files_atomically`` extends that to a group: every file is first written to a
+temporary file beside its target and fsynced; only when all of them are staged are they
+renamed into place. A failure while staging (missing folder, full disk, a target that is
+a directory) leaves no target changed and no temporary file behind. Errors name the
+user's path, never the temporary one.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
 
-__all__ = ["atomic_write", "atomic_write_text"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "write_files_atomically"]
 
 
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[bytes]]:
-    """Open a temporary file beside ``path``; on success fsync it and rename it over.
-
-    On any exception the temporary file is removed and ``path`` is left untouched.
-    """
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                               dir=target.parent if str(target.parent) else ".")
+def _stage(target: Path, data: bytes) -> str:
+    """Write ``data`` to a fsynced temporary file beside ``target``; return its path."""
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+    folder = target.parent if str(target.parent) else Path(".")
     try:
-        with os.fdopen(fd, mode) as fh:
-            yield fh
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, str(target)) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise type(exc)(exc.errno, exc.strerror, str(target)) from None
+    return tmp
+
+
+def write_files_atomically(files: Mapping[str, bytes]) -> None:
+    """Write several files so that either all of them change or none does.
+
+    Raises:
+        OSError: a file could not be staged; nothing was changed. The error's filename
+            is the target path.
+    """
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            target = Path(path)
+            staged.append((_stage(target, data), target))
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        for tmp, _ in staged:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise
+    for tmp, target in staged:
+        os.replace(tmp, target)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    write_files_atomically({os.fspath(path): data})
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
-    with atomic_write(path, "wb") as fh:
-        fh.write(text.encode("utf-8"))
+    write_files_atomically({os.fspath(path): text.encode("utf-8")})

@@ -55,7 +55,9 @@ def print_report(report: Mapping[str, Any], outputs: Mapping[str, str | None]) -
 
 def _short(source: str, width: int = 48) -> str:
     """The first clause of a device's source note (the whole note is in --json)."""
-    head = source.split(";")[0].split(". ")[0].split(" (")[0].split(",")[0]
+    head = source
+    for stop in (";", ". ", " (", ","):
+        head = head.split(stop, maxsplit=1)[0]
     return head if len(head) <= width else head[: width - 1] + "…"
 
 

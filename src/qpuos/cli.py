@@ -29,13 +29,17 @@ _EPILOG = """exit codes:
 
 
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from qpuos._atomic import atomic_write_text
+    from qpuos._atomic import write_files_atomically
     from qpuos._term import print_report
     from qpuos.quantum.compile import compile_circuit
     from qpuos.quantum.device import load_device
     from qpuos.quantum.qasm import dump_qasm, load_qasm
     from qpuos.quantum.routing import RoutingOptions
 
+    if args.plot:
+        from qpuos.plot import plot_format
+
+        plot_format(args.plot)  # a bad suffix fails before any work or any write
     circuit = load_qasm(args.input)
     device = load_device(args.device)
     options = RoutingOptions(seed=args.seed, layout_trials=args.trials,
@@ -44,17 +48,19 @@ def _cmd_compile(args: argparse.Namespace) -> int:
                              policy=args.policy)
     report = result.report()
     report["input"] = str(args.input)
+    files: dict[str, bytes] = {}  # all written together, or none
     if args.output:
-        atomic_write_text(args.output, dump_qasm(result.circuit))
+        files[args.output] = dump_qasm(result.circuit).encode()
     if args.report:
-        atomic_write_text(args.report, json.dumps(report, indent=2) + "\n")
+        files[args.report] = (json.dumps(report, indent=2) + "\n").encode()
     if args.plot:
-        from qpuos.plot import plot_gantt
+        from qpuos.plot import plot_format, render_gantt
 
-        plot_gantt(result.schedule, args.plot,
-                   title=f"{Path(args.input).name} on {device.name}: "
-                         f"makespan {result.schedule.makespan_ns:,.0f} ns, "
-                         f"{result.routed.swaps} SWAPs")
+        files[args.plot] = render_gantt(
+            result.schedule, fmt=plot_format(args.plot),
+            title=f"{Path(args.input).name} on {device.name}: makespan "
+                  f"{result.schedule.makespan_ns:,.0f} ns, {result.routed.swaps} SWAPs")
+    write_files_atomically(files)
     print_report(report, outputs={"circuit": args.output, "report": args.report,
                                   "plot": args.plot})
     return EXIT_OK
@@ -159,8 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QpuosError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"{type(exc).__name__}: {exc.filename}: {exc.strerror}", file=sys.stderr)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{type(exc).__name__}: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except UnicodeDecodeError as exc:
         print(f"{UsageError.__name__}: input is not UTF-8 text ({exc.reason})", file=sys.stderr)

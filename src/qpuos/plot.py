@@ -6,13 +6,19 @@ importing qpuos stays fast and needs no display.
 
 from __future__ import annotations
 
+import io
 import os
 from collections import defaultdict
+from pathlib import Path
 
-from qpuos._atomic import atomic_write
+from qpuos._atomic import atomic_write_bytes
+from qpuos.errors import UsageError
 from qpuos.quantum.timing import Schedule
 
-__all__ = ["plot_gantt"]
+__all__ = ["PLOT_FORMATS", "plot_format", "plot_gantt", "render_gantt"]
+
+#: File types the charts can be written as, by suffix.
+PLOT_FORMATS = ("png", "svg", "pdf")
 
 _COLOURS = {"1q": "#4C78A8", "2q": "#F58518", "swap": "#E45756", "measure": "#54A24B",
             "reset": "#9D9D9D"}
@@ -26,11 +32,28 @@ def _kind(name: str, width: int) -> str | None:
     return "2q" if width == 2 else "1q"
 
 
+def plot_format(path: str | os.PathLike[str]) -> str:
+    """The chart format a path asks for, by suffix.
+
+    Raises:
+        UsageError: the suffix is not one of ``PLOT_FORMATS``.
+    """
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in PLOT_FORMATS:
+        raise UsageError(f"cannot write a chart as {suffix or 'a file without suffix'!r} "
+                         f"({os.fspath(path)}); use one of: {', '.join(PLOT_FORMATS)}")
+    return suffix
+
+
 def plot_gantt(sched: Schedule, path: str | os.PathLike[str], *, title: str = "") -> None:
+    """Write ``render_gantt`` to ``path`` atomically, in the format its suffix names."""
+    atomic_write_bytes(path, render_gantt(sched, fmt=plot_format(path), title=title))
+
+
+def render_gantt(sched: Schedule, *, fmt: str = "png", title: str = "") -> bytes:
     """Draw each physical qubit's timeline: gates, SWAPs and measurements coloured.
 
-    Only qubits the schedule uses get a row. The file type follows ``path``'s suffix
-    (png, svg, pdf); the file is written atomically.
+    Only qubits the schedule uses get a row. Returns the file contents in ``fmt``.
     """
     import matplotlib
 
@@ -64,7 +87,7 @@ def plot_gantt(sched: Schedule, path: str | os.PathLike[str], *, title: str = ""
     ax.legend(handles=[Patch(color=_COLOURS[k], label=k) for k in kinds],
               loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize="small")
     fig.tight_layout()
-    suffix = os.fspath(path).rsplit(".", 1)[-1].lower() if "." in os.fspath(path) else "png"
-    with atomic_write(path) as fh:
-        fig.savefig(fh, format=suffix, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=110)
     plt.close(fig)
+    return buf.getvalue()

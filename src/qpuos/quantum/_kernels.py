@@ -122,7 +122,7 @@ def _open_block(partner, a, b):
     """Note that physical a and b just shared a two-qubit gate (closing older blocks)."""
     for p in (a, b):
         old = partner[p]
-        if old >= 0 and old != a and old != b and partner[old] == p:
+        if old >= 0 and old != a and old != b and partner[old] == p:  # noqa: PLR1714
             partner[old] = -1
     partner[a] = b
     partner[b] = a
@@ -430,10 +430,12 @@ def layout_search(fwd_ptr, fwd_idx, fwd_indeg, bwd_ptr, bwd_idx, bwd_indeg,
         for it in range(iterations):
             r = route_pass(fwd_ptr, fwd_idx, fwd_indeg, q0, q1, node_dur, node_n2q, dist,
                            hops, adj, nbr_ptr, nbr_idx, edge_dur, lay, base + 2 * it,
-                           la, ext_size, decay_delta, decay_reset, valve, False, tie_time, merge_bonus)
+                           la, ext_size, decay_delta, decay_reset, valve, False, tie_time,
+                           merge_bonus)
             r2 = route_pass(bwd_ptr, bwd_idx, bwd_indeg, q0, q1, node_dur, node_n2q, dist,
                             hops, adj, nbr_ptr, nbr_idx, edge_dur, r[1], base + 2 * it + 1,
-                            la, ext_size, decay_delta, decay_reset, valve, False, tie_time, merge_bonus)
+                            la, ext_size, decay_delta, decay_reset, valve, False, tie_time,
+                           merge_bonus)
             lay = r2[1]
         best_s = -1
         best_m = np.inf

@@ -32,7 +32,6 @@ import math
 import os
 import re
 import string
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -40,6 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn, TypeAlias, cast
 
+from qpuos._atomic import atomic_write_text
 from qpuos.errors import QasmError, QasmSemanticError, QasmSyntaxError, UsageError
 from qpuos.quantum.circuit import Circuit, Condition, Instruction, Register
 from qpuos.quantum.gates import DIRECTIVES, GATES
@@ -813,15 +813,4 @@ def save_qasm(circuit: Circuit, path: str | os.PathLike[str]) -> None:
         UsageError: as ``dump_qasm``.
         OSError: the folder is not writable.
     """
-    text = dump_qasm(circuit)
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, dump_qasm(circuit))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -224,18 +225,13 @@ def _stand_in(circuit: Circuit, block: list[int]) -> Instruction:
     return Instruction("swap", (a, b))
 
 
-_warm = False
-
-
+@cache
 def warm_up() -> None:
     """Compile (or load from numba's cache) the routing kernels, once per process.
 
     ``compile_circuit`` calls this before it starts its clock, so ``compile_seconds``
     measures routing, not LLVM. The first run after installing takes some seconds here.
     """
-    global _warm
-    if _warm:
-        return
     from qpuos.quantum.device import line_device
 
     triangle = Circuit(num_qubits=3)
@@ -243,7 +239,6 @@ def warm_up() -> None:
         triangle.append("cx", [a, b])
     SabreRouter(line_device(3), RoutingOptions(layout_trials=1, routing_trials=1)).route(
         triangle)
-    _warm = True
 
 
 def _auto_trials(num_two_qubit_gates: int) -> int:
