@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qpuos.errors import TopologyError
 from qpuos.quantum.circuit import Circuit, Condition
 from qpuos.quantum.compile import CompileResult, compile_circuit
-from qpuos.quantum.device import Device, line_device, load_device
+from qpuos.quantum.device import Device, grid_device, line_device, load_device, ring_device
+from qpuos.quantum.gates import GATES
 from qpuos.quantum.qasm import load_qasm
 from qpuos.quantum.routing import RoutingOptions
 
@@ -171,3 +174,29 @@ def test_circuit_wider_than_the_device_raises() -> None:
     with pytest.raises(TopologyError, match=r"^circuit uses 4 qubits but device 'line:3' has 3; "
                        r"pick a larger device \(`qpuos devices`\)$"):
         compile_circuit(c, line_device(3), options=OPTIONS)
+
+
+@st.composite
+def small_problems(draw: st.DrawFn) -> tuple[Circuit, Device]:
+    device = draw(st.sampled_from([line_device(4), ring_device(5), grid_device(2, 3)]))
+    n = draw(st.integers(3, device.num_qubits))
+    c = Circuit.with_registers([("q", n)], [("c", 1)])
+    qubit = st.integers(0, n - 1)
+    names = ("h", "t", "rz", "sx", "cx", "cx", "cz", "cp", "swap", "ccx", "cswap", "rzz")
+    for _ in range(draw(st.integers(0, 25))):
+        name = draw(st.sampled_from(names))
+        k = GATES[name].num_qubits
+        c.append(name, draw(st.lists(qubit, min_size=k, max_size=k, unique=True)),
+                 [0.25] * GATES[name].num_params)
+    if draw(st.booleans()):
+        c.append("measure", [draw(qubit)], [], [0])
+    return c, device
+
+
+@settings(max_examples=30, deadline=None)
+@given(small_problems())
+def test_random_circuits_compile_and_verify(problem: tuple[Circuit, Device]) -> None:
+    circuit, device = problem
+    r = compile_circuit(circuit, device, options=OPTIONS)
+    report = check_result(r, circuit, device)
+    assert report["verify_method"] == "structural+statevector"

@@ -235,16 +235,24 @@ def test_remove_identities_keeps_conditional_gates_and_directives() -> None:
 
 
 def test_remove_identities_tolerance_is_an_option() -> None:
-    c = build(1, ("rz", [0], [1e-6]))
-    assert len(remove_identities(c, atol=1e-3)) == 0
+    c = build(1, ("rz", [0], [1e-3]))
+    assert len(remove_identities(c, max_infidelity=1e-6)) == 0
+    assert len(remove_identities(c)) == 1
 
 
-@pytest.mark.parametrize("angle", [1e-6, -5e-6])
-def test_remove_identities_keeps_gates_further_than_atol_from_the_identity(angle: float) -> None:
-    """rz(1e-6) differs from the identity by ~1e-6 in its entries, far above atol=1e-9."""
+@pytest.mark.parametrize("angle", [1e-5, -5e-5])
+def test_remove_identities_keeps_gates_above_the_infidelity_bound(angle: float) -> None:
+    """rz(1e-5) has process infidelity ~2.5e-11, above the default bound of 1e-12."""
     for name, qubits in (("rz", [0]), ("cp", [0, 1]), ("p", [1])):
         c = build(2, (name, qubits, [angle]))
-        assert len(remove_identities(c, atol=1e-9)) == 1, name
+        assert len(remove_identities(c)) == 1, name
+
+
+@pytest.mark.parametrize("angle", [1e-7, -1e-6])
+def test_remove_identities_drops_rotations_below_the_infidelity_bound(angle: float) -> None:
+    for name, qubits in (("rz", [0]), ("cp", [0, 1]), ("p", [1])):
+        c = build(2, (name, qubits, [angle]))
+        assert len(remove_identities(c)) == 0, name
 
 
 # --- cancel_inverses ----------------------------------------------------------------

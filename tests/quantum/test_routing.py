@@ -25,6 +25,7 @@ TWO_QUBIT = ("cx", "cx", "cx", "cz", "cp", "swap", "rzz", "crx", "ch", "cy")
 
 GENERATED = [line_device(5), ring_device(6), grid_device(2, 3), grid_device(3, 4),
              line_device(12), ring_device(9), heavy_hex_device(3)]
+MAX_SIM_QUBITS = 20  # verify_routed's default: wider routed circuits get the structural check
 
 
 def options(seed: int, **kw: object) -> RoutingOptions:
@@ -34,9 +35,11 @@ def options(seed: int, **kw: object) -> RoutingOptions:
 
 @st.composite
 def connected_devices(draw: st.DrawFn, *, max_qubits: int = 12) -> Device:
-    """A generated device, or a random connected graph (random tree plus extra edges)."""
+    """A generated device (heavy_hex:3, 25 qubits, whatever ``max_qubits``), or a random
+    connected graph (a random tree plus extra edges)."""
     if draw(st.booleans()):
-        return draw(st.sampled_from([d for d in GENERATED if d.num_qubits <= max_qubits]))
+        return draw(st.sampled_from([d for d in GENERATED if d.num_qubits <= max_qubits
+                                     or d.name.startswith("heavy_hex")]))
     n = draw(st.integers(2, max_qubits))
     label = draw(st.permutations(range(n)))
     edges = {tuple(sorted((label[i], label[draw(st.integers(0, i - 1))])))
@@ -79,9 +82,9 @@ def inserted_swaps(original: Circuit, routed: Circuit) -> int:
     return routed.count_ops().get("swap", 0) - original.count_ops().get("swap", 0)
 
 
-def check_routed(original: Circuit, device: Device, r: RoutedCircuit, *,
-                 method: str = "statevector") -> None:
-    """Every invariant a routing result must satisfy."""
+def check_routed(original: Circuit, device: Device, r: RoutedCircuit) -> None:
+    """Every invariant a routing result must satisfy; the statevector check must run
+    unless the routed circuit is too wide to simulate."""
     assert off_edges(r.circuit, device) == set()
     assert r.circuit.num_qubits == device.num_qubits
     n = original.num_qubits
@@ -93,6 +96,9 @@ def check_routed(original: Circuit, device: Device, r: RoutedCircuit, *,
     report = verify_routed(original, r.circuit, edges=device.edges,
                            initial_layout=r.initial_layout, final_layout=r.final_layout,
                            seed=3)
+    touched = {q for i in r.circuit.instructions if i.name not in ("measure", "barrier")
+               for q in i.qubits} | set(r.initial_layout) | set(r.final_layout)
+    method = "statevector" if len(touched) <= MAX_SIM_QUBITS else "structural"
     assert (report.ok, report.method) == (True, method), report.detail
 
 
@@ -151,6 +157,20 @@ def test_router_without_commutation_or_noise_awareness_verifies(
     check_routed(c, device, r)
 
 
+@settings(max_examples=30, deadline=None)
+@given(problems(), st.sampled_from([0.0, 0.5, 10.0]), st.sampled_from([0, 1, 20]),
+       st.sampled_from([0.0, 0.5]), st.sampled_from([1, 5]), st.integers(0, 2),
+       st.sampled_from([None, 0.0, 1.0, 5.0]))
+def test_extreme_options_still_verify(problem: tuple[Device, Circuit, int], lookahead: float,
+                                      ext_size: int, decay_delta: float, decay_reset: int,
+                                      iterations: int, merge_bonus: float | None) -> None:
+    device, c, seed = problem
+    opts = RoutingOptions(seed=seed, layout_trials=3, routing_trials=1, iterations=iterations,
+                          lookahead=lookahead, ext_size=ext_size, decay_delta=decay_delta,
+                          decay_reset=decay_reset, merge_bonus=merge_bonus)
+    check_routed(c, device, SabreRouter(device, opts).route(c))
+
+
 @st.composite
 def queko(draw: st.DrawFn) -> tuple[Device, Circuit, int]:
     """A circuit made on device edges (1q gates too), then relabelled at random."""
@@ -203,8 +223,9 @@ def problems_with_directives(draw: st.DrawFn) -> tuple[Device, Circuit, int]:
         else:
             cond = Condition(draw(st.sampled_from(("c", "flag"))), draw(st.integers(0, 1)))
             if n >= 2 and draw(st.booleans()):
-                c.append("cx", draw(st.lists(qubit, min_size=2, max_size=2, unique=True)),
-                         [], [], cond)
+                c.append(draw(st.sampled_from(("cx", "swap"))),
+                         draw(st.lists(qubit, min_size=2, max_size=2, unique=True)), [], [],
+                         cond)
             else:
                 c.append("x", [draw(qubit)], [], [], cond)
     return device, c, draw(st.integers(0, 2**16))

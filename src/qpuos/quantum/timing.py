@@ -54,6 +54,9 @@ class _DeviceFigures(Protocol):
     @property
     def gate_durations_ns(self) -> Mapping[str, float]: ...
 
+    @property
+    def typical_two_qubit_duration_ns(self) -> float | None: ...
+
     def two_qubit_duration_ns(self, a: int, b: int) -> float | None: ...
 
 
@@ -94,19 +97,22 @@ class DurationModel:
     @classmethod
     def from_device(cls, device: _DeviceFigures, edges: Sequence[tuple[int, int]] = ()
                     ) -> DurationModel:
-        """Read a device's figures, falling back to nominal ones where it has none."""
+        """Read a device's figures, falling back to nominal ones where it has none.
+
+        The typical two-qubit figure is the device's own (``native_2q``, else ``cx``,
+        ``ecr``, ``cz``, else the first ``2q...`` key); a one-qubit pulse is ``sx``, else
+        ``x``, ``u2`` or ``1q``. Two-qubit gates are counted in CX equivalents of that
+        native gate.
+        """
         g = device.gate_durations_ns
-        typical_2q = None
-        for name in ("cx", "ecr", "cz"):
-            if name in g:
-                typical_2q = g[name]
-                break
+        typical_2q = device.typical_two_qubit_duration_ns
         edge_ns: dict[tuple[int, int], float] = {}
         for a, b in edges:
             d = device.two_qubit_duration_ns(a, b)
             if d is not None and d != typical_2q:
                 edge_ns[(min(a, b), max(a, b))] = d
-        sx = g.get("sx", g.get("x", NOMINAL_NS["sx"]))
+        pulse = next((g[k] for k in ("sx", "x", "u2", "1q") if k in g), None)
+        sx = pulse if pulse is not None else NOMINAL_NS["sx"]
         return cls(
             sx_ns=sx,
             x_ns=g.get("x", sx),
@@ -115,7 +121,7 @@ class DurationModel:
             measure_ns=g.get("measure", NOMINAL_NS["measure"]),
             reset_ns=g.get("reset", NOMINAL_NS["reset"]),
             edge_ns=edge_ns,
-            nominal=typical_2q is None and not edge_ns,
+            nominal=typical_2q is None and not edge_ns and pulse is None,
         )
 
     def native_two_qubit_ns(self, a: int, b: int) -> float:
