@@ -1,12 +1,13 @@
 """OpenQASM 2.0: read a file into a ``Circuit`` and write a ``Circuit`` back out.
 
+This module is the public face and the statement parser; the tokenizer lives in
+``_qasm_lexer``, parameter expressions in ``_qasm_expr`` and the writer in
+``_qasm_writer`` (``dump_qasm`` and ``save_qasm`` are re-exported here).
+
 Design notes:
 
-* Tokens come from one regular expression run by ``re.findall``, which keeps the
-  per-token work in C. Positions are not kept: to report an error the text is scanned
-  again with ``finditer`` (same pattern, so the k-th token is the same).
-* The parser is recursive descent over that list of strings. Top-level parameter
-  expressions are folded to floats as they are read.
+* The parser is recursive descent over the lexer's list of token strings. Top-level
+  parameter expressions are folded to floats as they are read.
 * The IR holds only standard gates. A user ``gate`` is inlined into a flat body of
   standard calls when it is *defined* (parameters kept as expression trees), so a call
   only evaluates parameters and maps qubits.
@@ -30,109 +31,29 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import re
-import string
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn, TypeAlias, cast
+from typing import NoReturn, TypeAlias, cast
 
-from qpuos._atomic import atomic_write_text
-from qpuos.errors import QasmError, QasmSemanticError, QasmSyntaxError, UsageError
+from qpuos.errors import QasmSemanticError, QasmSyntaxError, UsageError
+from qpuos.quantum._qasm_expr import EvalError, Expr, ExprParser, evaluate, substitute
+from qpuos.quantum._qasm_lexer import IDENT_START, KEYWORDS, is_number, tokenize
+from qpuos.quantum._qasm_writer import dump_qasm, pi_forms, save_qasm
 from qpuos.quantum.circuit import Circuit, Condition, Instruction, Register
-from qpuos.quantum.gates import DIRECTIVES, GATES
+from qpuos.quantum.gates import GATES
 
 __all__ = ["GateDefinition", "dump_qasm", "load_qasm", "parse_qasm", "save_qasm"]
 
-# Whitespace and // comments are skipped possessively (no backtracking into a comment);
-# any other lone character is a token, so nothing is skipped silently; the empty match at
-# the end of the text is the token "".
-_TOKEN = re.compile(r"""(?:\s+|//[^\n]*)*+(
-    (?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)? | [A-Za-z_][A-Za-z0-9_]* | "[^"\n]*"
-    | -> | == | /\* | \S | \Z)""", re.VERBOSE | re.ASCII)
-_NUMBER_START = frozenset("0123456789.")
-_IDENT_START = frozenset(string.ascii_letters + "_")
 _BUILTIN = {"U": "u", "CX": "cx"}
-_KEYWORDS = frozenset({"OPENQASM", "include", "qreg", "creg", "gate", "opaque", "measure",
-                       "reset", "barrier", "if", "pi", "U", "CX"})
-_FUNCS: dict[str, Callable[[float], float]] = {
-    "sin": math.sin, "cos": math.cos, "tan": math.tan, "exp": math.exp, "ln": math.log,
-    "sqrt": math.sqrt, "asin": math.asin, "acos": math.acos, "atan": math.atan,
-}
+# tests/quantum/test_qasm.py imports it from here, where it lived before the writer moved.
+_pi_forms = pi_forms
 
-#: A parameter expression: a float or a node ``("var", k)``, ``("neg", e)``,
-#: ``("fn", name, e)`` or ``(op, a, b)`` with op one of ``+ - * / ^``.
-_Expr: TypeAlias = float | tuple[Any, ...]
 #: One body operation: standard gate name (or "barrier"), indices into the gate's qubit
 #: arguments, parameter expressions over the gate's parameters.
-_BodyOp: TypeAlias = tuple[str, tuple[int, ...], tuple[_Expr, ...]]
-
-
-class _EvalError(Exception):
-    """A parameter expression could not be evaluated (the caller adds the position)."""
-
-
-def _binop(op: str, a: float, b: float) -> float:
-    try:
-        if op == "+":
-            return a + b
-        if op == "-":
-            return a - b
-        if op == "*":
-            return a * b
-        return a / b if op == "/" else math.pow(a, b)
-    except (ArithmeticError, ValueError):
-        why = "division by zero" if op == "/" else "not a real number"
-        raise _EvalError(f"cannot evaluate {a!r} {op} {b!r}: {why}") from None
-
-
-def _func(name: str, x: float) -> float:
-    try:
-        return _FUNCS[name](x)
-    except (ArithmeticError, ValueError):
-        raise _EvalError(f"cannot evaluate {name}({x!r}): outside its domain") from None
-
-
-def _eval(e: _Expr, env: Sequence[float]) -> float:
-    if isinstance(e, float):
-        return e
-    if e[0] == "var":
-        return env[e[1]]
-    if e[0] == "neg":
-        return -_eval(e[1], env)
-    if e[0] == "fn":
-        return _func(e[1], _eval(e[2], env))
-    return _binop(e[0], _eval(e[1], env), _eval(e[2], env))
-
-
-def _fold(op: str, a: _Expr, b: _Expr) -> _Expr:
-    """``a op b`` (``b`` unused for ``neg`` and functions), computed when both are known."""
-    if op == "neg":
-        return -a if isinstance(a, float) else ("neg", a)
-    if op in _FUNCS:
-        return _func(op, a) if isinstance(a, float) else ("fn", op, a)
-    if isinstance(a, float) and isinstance(b, float):
-        return _binop(op, a, b)
-    return (op, a, b)
-
-
-def _is_number(tok: str) -> bool:
-    return tok[:1] in _NUMBER_START and tok != "."
-
-
-def _subst(e: _Expr, args: Sequence[_Expr]) -> _Expr:
-    """``e`` with each variable k replaced by ``args[k]``, constants folded."""
-    if isinstance(e, float):
-        return e
-    if e[0] == "var":
-        return args[e[1]]
-    if e[0] == "neg":
-        return _fold("neg", _subst(e[1], args), 0.0)
-    if e[0] == "fn":
-        return _fold(e[1], _subst(e[2], args), 0.0)
-    return _fold(e[0], _subst(e[1], args), _subst(e[2], args))
+_BodyOp: TypeAlias = tuple[str, tuple[int, ...], tuple[Expr, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,17 +97,18 @@ class GateDefinition:
                 out.append(Instruction("barrier", qs))
                 continue
             try:
-                vals = tuple(_eval(e, params) for e in exprs)
-            except _EvalError as exc:
+                vals = tuple(evaluate(e, params) for e in exprs)
+            except EvalError as exc:
                 raise UsageError(f"in gate {self.name!r}: {exc}") from None
             out.append(Instruction(name, qs, vals, (), condition))
         return out
 
 
-class _Parser:
+class _Parser(ExprParser):
     """Parser state shared by a file and the files it includes."""
 
     def __init__(self, *, library: bool = False) -> None:
+        super().__init__()
         self.library = library  # reading data/qelib1.inc: keep standard definitions
         # Callable gates: None for a standard gate, else the user gate's definition.
         self.visible: dict[str, GateDefinition | None] = {"U": None, "CX": None}
@@ -196,35 +118,12 @@ class _Parser:
         self.cregs: dict[str, Register] = {}
         self.out: list[Instruction] = []
         self.including: list[str] = []
-        self.text, self.filename, self.toks, self.i = "", "<string>", [""], 0
 
-    # -- tokens and errors ----------------------------------------------------------
-    def fail(self, cls: type[QasmError], detail: str, at: int | None = None) -> NoReturn:
-        k = self.i if at is None else at
-        offset = len(self.text)
-        for n, m in enumerate(_TOKEN.finditer(self.text)):
-            if n == k:
-                offset = m.start(1)
-                break
-        line = self.text.count("\n", 0, offset) + 1
-        column = offset - self.text.rfind("\n", 0, offset)
-        raise cls(detail, filename=self.filename, line=line, column=column)
-
-    def found(self, k: int | None = None) -> str:
-        tok = self.toks[self.i if k is None else k]
-        if tok == "/*":
-            return "'/*' (block comments are not OpenQASM 2.0; use '//')"
-        return "end of file" if tok == "" else repr(tok)
-
-    def expect(self, tok: str, what: str) -> None:
-        if self.toks[self.i] != tok:
-            self.fail(QasmSyntaxError, f"expected {tok!r} {what}, found {self.found()}")
-        self.i += 1
-
+    # -- tokens (fail, found and expect come from TokenCursor) --------------------
     def ident(self, what: str, *, builtin: bool = False) -> str:
         tok = self.toks[self.i]
-        if tok[:1] not in _IDENT_START or (
-                tok in _KEYWORDS and not (builtin and tok in _BUILTIN)):
+        if tok[:1] not in IDENT_START or (
+                tok in KEYWORDS and not (builtin and tok in _BUILTIN)):
             self.fail(QasmSyntaxError, f"expected {what}, found {self.found()}")
         self.i += 1
         return tok
@@ -247,13 +146,11 @@ class _Parser:
     def run(self, text: str, filename: str, *, header: bool) -> None:
         saved = (self.text, self.filename, self.toks, self.i)
         self.text, self.filename, self.i = text, filename, 0
-        self.toks = _TOKEN.findall(text)
-        if self.toks[-1] != "":
-            self.toks.append("")
+        self.toks = tokenize(text)
         if self.toks[0] == "OPENQASM":
             self.i = 1
             version = self.toks[1]
-            if not _is_number(version):
+            if not is_number(version):
                 self.fail(QasmSyntaxError, f"expected a version number after 'OPENQASM', "
                                            f"found {self.found()}")
             if float(version) != 2.0:
@@ -290,7 +187,7 @@ class _Parser:
             self.include()
         elif tok == "OPENQASM":
             self.fail(QasmSyntaxError, "'OPENQASM 2.0;' must be the first statement")
-        elif tok[:1] in _IDENT_START:
+        elif tok[:1] in IDENT_START:
             self.unknown_gate(self.i)
         else:
             self.fail(QasmSyntaxError, f"expected a statement, found {self.found()}")
@@ -400,10 +297,10 @@ class _Parser:
     def param(self) -> float:
         toks, i = self.toks, self.i
         # Fast paths for a plain number, possibly negated, followed by ',' or ')'.
-        if _is_number(toks[i]) and toks[i + 1] in (",", ")"):
+        if is_number(toks[i]) and toks[i + 1] in (",", ")"):
             self.i += 1
-            value: _Expr = float(toks[i])
-        elif toks[i] == "-" and _is_number(toks[i + 1]) and toks[i + 2] in (",", ")"):
+            value: Expr = float(toks[i])
+        elif toks[i] == "-" and is_number(toks[i + 1]) and toks[i + 2] in (",", ")"):
             self.i += 2
             value = -float(toks[i + 1])
         else:
@@ -482,7 +379,7 @@ class _Parser:
             self.call(Condition(name, value))
         elif tok in ("measure", "reset"):
             self.measure_reset(Condition(name, value))
-        elif tok[:1] in _IDENT_START and tok not in _KEYWORDS:
+        elif tok[:1] in IDENT_START and tok not in KEYWORDS:
             self.unknown_gate(self.i)
         else:
             self.fail(QasmSyntaxError, "expected a gate call, measure or reset after "
@@ -558,7 +455,7 @@ class _Parser:
             self.ident("a gate call in the gate body", builtin=True)
         else:
             self.i += 1
-        exprs: list[_Expr] = []
+        exprs: list[Expr] = []
         if name != "barrier" and toks[self.i] == "(":
             self.i += 1
             if toks[self.i] != ")":
@@ -589,67 +486,9 @@ class _Parser:
             return [(spec.name, tuple(idx), tuple(exprs))]
         self.check(name, (len(defn.params), len(defn.qubits)), (len(exprs), len(idx)), at)
         try:
-            return [(g, tuple(idx[j] for j in qs), tuple(_subst(e, exprs) for e in es))
+            return [(g, tuple(idx[j] for j in qs), tuple(substitute(e, exprs) for e in es))
                     for g, qs, es in defn.body]
-        except _EvalError as exc:
-            self.fail(QasmSemanticError, str(exc), at)
-
-    # -- expressions: expr := term (+|- term)*   term := unary (*|/ unary)*
-    #    unary := (-|+) unary | atom (^ unary)?   (so ^ binds tightest, right-assoc)
-    def expr(self, params: dict[str, int]) -> _Expr:
-        left = self.term(params)
-        while self.toks[self.i] in ("+", "-"):
-            at = self.i = self.i + 1
-            left = self.fold(self.toks[at - 1], left, self.term(params), at - 1)
-        return left
-
-    def term(self, params: dict[str, int]) -> _Expr:
-        left = self.unary(params)
-        while self.toks[self.i] in ("*", "/"):
-            at = self.i = self.i + 1
-            left = self.fold(self.toks[at - 1], left, self.unary(params), at - 1)
-        return left
-
-    def unary(self, params: dict[str, int]) -> _Expr:
-        tok = self.toks[self.i]
-        if tok in ("-", "+"):
-            self.i += 1
-            inner = self.unary(params)
-            return inner if tok == "+" else _fold("neg", inner, 0.0)
-        base = self.atom(params)
-        if self.toks[self.i] == "^":
-            self.i += 1
-            return self.fold("^", base, self.unary(params), self.i - 1)
-        return base
-
-    def atom(self, params: dict[str, int]) -> _Expr:
-        at = self.i
-        tok = self.toks[at]
-        self.i += 1
-        if _is_number(tok):
-            return float(tok)
-        if tok == "pi":
-            return math.pi
-        if tok == "(" or tok in _FUNCS:
-            if tok != "(":
-                self.expect("(", f"after function {tok!r}")
-            inner = self.expr(params)
-            self.expect(")", "to close the parenthesis")
-            return inner if tok == "(" else self.fold(tok, inner, 0.0, at)
-        if tok in params:
-            return ("var", params[tok])
-        if tok[:1] in _IDENT_START:
-            where = (f"this gate's parameters are: {', '.join(params)}" if params
-                     else "parameter names can be used only inside a gate body")
-            self.fail(QasmSemanticError, f"unknown identifier {tok!r} in expression; {where}",
-                      at)
-        self.fail(QasmSyntaxError, f"expected a number, 'pi', a name or '(', found "
-                                   f"{self.found(at)}", at)
-
-    def fold(self, op: str, a: _Expr, b: _Expr, at: int) -> _Expr:
-        try:
-            return _fold(op, a, b)
-        except _EvalError as exc:
+        except EvalError as exc:
             self.fail(QasmSemanticError, str(exc), at)
 
     def circuit(self) -> Circuit:
@@ -717,100 +556,3 @@ def load_qasm(path: str | os.PathLike[str]) -> Circuit:
         raise QasmSyntaxError(f"not UTF-8 text (byte {exc.start})", filename=str(path)) from None
     return parse_qasm(text, filename=str(path))
 
-
-@cache
-def _pi_forms() -> dict[float, str]:
-    """Exact floats of ``k*pi/d`` for small k, d, and the text that parses back to each."""
-    forms: dict[float, str] = {}
-    for den in range(1, 65):
-        for mag in range(1, 4 * den + 1):
-            if math.gcd(mag, den) != 1:
-                continue
-            for num in (mag, -mag):
-                # Evaluated as the parser does: unary minus binds to the first factor.
-                if abs(num) == 1:
-                    text, value = ("pi" if num == 1 else "-pi"), num * math.pi
-                else:
-                    text, value = f"{num}*pi", float(num) * math.pi
-                if den != 1:
-                    text, value = f"{text}/{den}", value / den
-                forms.setdefault(value, text)
-    return forms
-
-
-
-def _format_param(x: float) -> str:
-    if not math.isfinite(x):
-        raise UsageError(f"parameter {x!r} cannot be written in OpenQASM")
-    return _pi_forms().get(x) or repr(float(x))
-
-
-def _bit_names(regs: Sequence[Register], n: int, kind: str) -> list[str]:
-    names = [""] * n
-    for r in regs:
-        for k in range(r.size):
-            if not 0 <= r.start + k < n or names[r.start + k]:
-                raise UsageError(f"{kind} register {r.name!r} does not fit the circuit's "
-                                 f"{n} bits or overlaps another register")
-            names[r.start + k] = f"{r.name}[{k}]"
-    if "" in names:
-        raise UsageError(f"{kind} bit {names.index('')} belongs to no register")
-    return names
-
-
-def dump_qasm(circuit: Circuit) -> str:
-    """Write a circuit as OpenQASM 2.0 that ``parse_qasm`` reads back equal.
-
-    Bits are named by register (``q[3]``). Parameters are written with ``repr``
-    (bit-exact) or as ``k*pi/d`` where that text gives exactly the same float.
-
-    >>> c = Circuit(num_qubits=1); c.append("rz", [0], [math.pi / 2])
-    >>> print(dump_qasm(c), end="")
-    OPENQASM 2.0;
-    include "qelib1.inc";
-    qreg q[1];
-    rz(pi/2) q[0];
-
-    Raises:
-        UsageError: an unknown operation, a non-finite parameter, a conditional barrier,
-            an empty barrier, or bits outside every register.
-    """
-    qn = _bit_names(circuit.qregs, circuit.num_qubits, "quantum")
-    cn = _bit_names(circuit.cregs, circuit.num_clbits, "classical")
-    cregs = {r.name for r in circuit.cregs}
-    lines = ["OPENQASM 2.0;", 'include "qelib1.inc";']
-    lines += [f"qreg {r.name}[{r.size}];" for r in circuit.qregs]
-    lines += [f"creg {r.name}[{r.size}];" for r in circuit.cregs]
-    for inst in circuit.instructions:
-        name, cond, prefix = inst.name, inst.condition, ""
-        if cond is not None:
-            if name == "barrier" or cond.creg not in cregs:
-                raise UsageError(f"cannot write {name!r} with condition on {cond.creg!r}: "
-                                 "barriers cannot be conditional; the register must exist")
-            prefix = f"if({cond.creg}=={cond.value}) "
-        args = ",".join([qn[q] for q in inst.qubits])
-        if name == "measure":
-            lines.append(f"{prefix}measure {args} -> {cn[inst.clbits[0]]};")
-        elif name in DIRECTIVES:
-            if not args:
-                raise UsageError(f"cannot write {name!r} on no qubits")
-            lines.append(f"{prefix}{name} {args};")
-        elif name in GATES:
-            ps = f"({','.join([_format_param(p) for p in inst.params])})" if inst.params else ""
-            lines.append(f"{prefix}{name}{ps} {args};")
-        else:
-            raise UsageError(f"unknown operation {name!r} cannot be written as OpenQASM")
-    return "\n".join(lines) + "\n"
-
-
-def save_qasm(circuit: Circuit, path: str | os.PathLike[str]) -> None:
-    """Write ``dump_qasm(circuit)`` to ``path`` atomically (temp file, fsync, rename).
-
-    Readers see the old file or the complete new one, never a part. A circuit that cannot
-    be written raises before the file is touched.
-
-    Raises:
-        UsageError: as ``dump_qasm``.
-        OSError: the folder is not writable.
-    """
-    atomic_write_text(path, dump_qasm(circuit))
