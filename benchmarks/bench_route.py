@@ -69,13 +69,13 @@ def expand_swaps(circuit: Circuit) -> Circuit:
     return out
 
 
-def run_qpuos(circuit: Circuit, device: Device, seed: int, trials: int | None
-              ) -> dict[str, Any]:
+def run_qpuos(circuit: Circuit, device: Device, seed: int, trials: int | None,
+              objective: str = "swaps") -> dict[str, Any]:
     """Compile with qpuos; return the metrics."""
     from qpuos.quantum.compile import compile_circuit
 
-    res = compile_circuit(circuit, device,
-                          options=RoutingOptions(seed=seed, layout_trials=trials))
+    res = compile_circuit(circuit, device, options=RoutingOptions(
+        seed=seed, layout_trials=trials, objective=objective))  # type: ignore[arg-type]
     routed = expand_swaps(res.circuit)
     v = res.verification
     return {"swaps": res.routed.swaps, "depth": routed.depth(),
@@ -127,6 +127,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=42, help="seed for both compilers (42)")
     p.add_argument("--trials", type=int, default=None,
                    help="qpuos random layout trials (default: by circuit size)")
+    p.add_argument("--objective", choices=("swaps", "makespan"), default="swaps",
+                   help="qpuos trial objective (default swaps; the targets assume swaps)")
     args = p.parse_args(argv)
     manifest_path = args.set_dir / "manifest.json"
     if not manifest_path.is_file():
@@ -149,7 +151,7 @@ def main(argv: list[str]) -> int:
             circuit = strip_final_measurements(load_qasm(args.set_dir / e["file"]))
             dev_file = devices_dir / f"{e['device']}.json"
             device = load_device(str(dev_file) if dev_file.is_file() else e["device"])
-            ours = run_qpuos(circuit, device, args.seed, args.trials)
+            ours = run_qpuos(circuit, device, args.seed, args.trials, args.objective)
             theirs = run_qiskit(circuit, device, args.seed)
             for impl, m in (("qpuos", ours), ("qiskit_l3", theirs)):
                 for metric, unit in (("swaps", "count"), ("depth", "layers"),

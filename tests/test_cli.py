@@ -254,3 +254,15 @@ def test_version_as_a_real_process() -> None:
     proc = subprocess.run([sys.executable, "-m", "qpuos.cli", "--version"],
                           capture_output=True, text=True, timeout=120, check=False)
     assert (proc.returncode, proc.stdout) == (0, f"qpuos {qpuos.__version__}\n")
+
+
+def test_no_optimize_keeps_every_inserted_swap(capsys: pytest.CaptureFixture[str],
+                                               tmp_path: Path) -> None:
+    out, rep = tmp_path / "out.qasm", tmp_path / "r.json"
+    code, _, _ = run(capsys, "compile", str(DEMO), "--device", "ibm_falcon_27",
+                     "--no-optimize", "-o", str(out), "--report", str(rep))
+    assert code == 0
+    report = json.loads(rep.read_text())
+    written = load_qasm(out).count_ops().get("swap", 0)
+    assert report["verified"] is True
+    assert written == report["swaps"]

@@ -45,7 +45,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     options = RoutingOptions(seed=args.seed, layout_trials=args.trials,
                              objective=args.objective, noise_aware=not args.hop_only)
     result = compile_circuit(circuit, device, options=options, verify=not args.no_verify,
-                             policy=args.policy)
+                             optimize=not args.no_optimize, policy=args.policy)
     report = result.report()
     report["input"] = str(args.input)
     files: dict[str, bytes] = {}  # all written together, or none
@@ -114,6 +114,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="scheduling policy (default alap)")
     c.add_argument("--hop-only", action="store_true",
                    help="ignore per-edge durations and errors when routing")
+    c.add_argument("--no-optimize", action="store_true",
+                   help="skip the exact peephole passes: the output keeps every inserted "
+                        "SWAP as `swap` and every input gate as written")
     c.add_argument("--no-verify", action="store_true", help="skip the independent check")
     c.set_defaults(func=_cmd_compile)
 
