@@ -17,7 +17,9 @@ QUANTUM = {
 ERRORS = {
     "DeviceError", "DeviceFormatError", "DeviceNotFound", "QasmError", "QasmSemanticError",
     "QasmSyntaxError", "QpuosError", "QpuosInternalError", "RoutingError", "TopologyError",
-    "UsageError", "VerificationError",
+    "UsageError", "VerificationError", "ClosedResourceError", "WouldBlock", "RingError",
+    "RingFull", "RingEmpty", "RingTimeout", "PeerDied", "RingCorrupted", "HeapError",
+    "HeapExhausted", "DoubleFree", "InvalidPointer", "HeapCorrupted", "HeapLockError",
 }
 
 

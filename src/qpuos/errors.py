@@ -15,7 +15,22 @@ The tree::
     ├── TopologyError               circuit and device do not fit: too wide, disconnected
     ├── RoutingError                the router could not finish (should not happen: a bug
     │                               or an impossible constraint)
-    └── VerificationError           a compiled schedule is not equivalent to its input
+    ├── VerificationError           a compiled schedule is not equivalent to its input
+    ├── ClosedResourceError         a ring, arena or window was used after close()
+    ├── WouldBlock                  the operation cannot proceed now (non-blocking call)
+    │   ├── RingFull                no room for the record; the consumer is behind
+    │   └── RingEmpty               nothing to read
+    ├── RingError                   a shared-memory ring qpuos cannot use
+    │   ├── RingTimeout             a blocking wait ran out (also a TimeoutError)
+    │   ├── PeerDied                the process on the other side of the ring is gone
+    │   └── RingCorrupted           the shared header is not a ring of this layout
+    └── HeapError                   an arena allocator refused a request
+        ├── HeapExhausted           no free block large enough (size asked, largest free)
+        ├── DoubleFree              the block was already free
+        ├── InvalidPointer          the offset is not a live block (or misaligned, or out
+        │                           of range)
+        ├── HeapCorrupted           check() found a broken invariant; stop using the arena
+        └── HeapLockError           the arena lock is held by a dead process, or timed out
 
 Messages say what was observed and what to do next. The CLI prints
 ``ClassName: message`` and exits 2 for any of these.
@@ -24,18 +39,32 @@ Messages say what was observed and what to do next. The CLI prints
 from __future__ import annotations
 
 __all__ = [
+    "ClosedResourceError",
     "DeviceError",
     "DeviceFormatError",
     "DeviceNotFound",
+    "DoubleFree",
+    "HeapCorrupted",
+    "HeapError",
+    "HeapExhausted",
+    "HeapLockError",
+    "InvalidPointer",
+    "PeerDied",
     "QasmError",
     "QasmSemanticError",
     "QasmSyntaxError",
     "QpuosError",
     "QpuosInternalError",
+    "RingCorrupted",
+    "RingEmpty",
+    "RingError",
+    "RingFull",
+    "RingTimeout",
     "RoutingError",
     "TopologyError",
     "UsageError",
     "VerificationError",
+    "WouldBlock",
 ]
 
 
@@ -101,3 +130,69 @@ class RoutingError(QpuosError):
 
 class VerificationError(QpuosError):
     """A compiled schedule failed its independent check (coupling or equivalence)."""
+
+
+class ClosedResourceError(QpuosError):
+    """A resource (ring, arena, register window) was used after ``close()``."""
+
+
+class WouldBlock(QpuosError):
+    """A non-blocking operation cannot proceed now; retry later or use a blocking call."""
+
+
+class RingError(QpuosError):
+    """A shared-memory ring qpuos cannot use as asked."""
+
+
+class RingFull(RingError, WouldBlock):
+    """No room for the record now: the consumer is behind (backpressure)."""
+
+
+class RingEmpty(RingError, WouldBlock):
+    """Nothing to read now."""
+
+
+class RingTimeout(RingError, TimeoutError):
+    """A blocking send or receive waited longer than its timeout."""
+
+
+class PeerDied(RingError):
+    """The process on the other side of the ring has exited; reset or drain the ring."""
+
+
+class RingCorrupted(RingError):
+    """The shared header does not describe a ring of this kind and layout."""
+
+
+class HeapError(QpuosError):
+    """An arena allocator refused a request."""
+
+
+class HeapExhausted(HeapError):
+    """No free block is large enough.
+
+    Attributes:
+        size: the bytes asked for.
+        largest: the largest free block at the time, in bytes.
+    """
+
+    def __init__(self, message: str, *, size: int = 0, largest: int = 0) -> None:
+        super().__init__(message)
+        self.size = size
+        self.largest = largest
+
+
+class DoubleFree(HeapError):
+    """The block at that offset is already free."""
+
+
+class InvalidPointer(HeapError):
+    """The offset is not the start of a live block (or is misaligned or out of range)."""
+
+
+class HeapCorrupted(HeapError):
+    """The arena's own bookkeeping is broken; stop using it and rebuild it."""
+
+
+class HeapLockError(HeapError):
+    """The arena lock is held by a process that died, or could not be taken in time."""

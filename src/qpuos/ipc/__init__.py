@@ -1,0 +1,1 @@
+"""Inter-process communication: shared-memory rings between host and controller."""

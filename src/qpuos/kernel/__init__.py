@@ -1,0 +1,1 @@
+"""Lowest layer: Linux-hosted OS primitives. Imports nothing of qpuos above it."""
