@@ -9,12 +9,14 @@ Design (read before editing):
   free physical qubit like any other.
 - Randomness comes from a per-pass xorshift generator seeded by the caller, never from a
   global state, so the result of a seed is the same on every machine and under ``prange``.
-- Cost: for a candidate SWAP, the sum of ``dist`` over the front layer (mean) plus
-  ``lookahead`` times the mean over the extended set, times the larger decay of the two
-  qubits (SABRE, arXiv 1809.02573; relative update of the two touched qubits only, as in
-  LightSABRE, arXiv 2409.08368). ``dist`` may be hop counts or duration/error weighted.
-  Ties go to the SWAP whose qubits are free earliest in the running time estimate, then to
-  the generator.
+- Cost: for a candidate SWAP, the summed distance of the front layer plus
+  ``lookahead / P`` times the summed distance of the next layer (two-qubit gates that
+  become ready once the front has run), times the larger decay of the two qubits (SABRE,
+  arXiv 1809.02573). Only gates on the two swapped qubits change, so each candidate is
+  scored from per-qubit partner lists in O(degree) (relative scoring, as in LightSABRE,
+  arXiv 2409.08368). ``dist`` may be hop counts or duration/error weighted. Ties go to
+  the SWAP whose qubits are free earliest in the running time estimate, then to the
+  generator.
 - Release valve: after ``valve`` SWAPs without executing a gate, the SWAPs since the last
   progress are undone and the closest front gate is routed along a shortest path.
 - Every pass also keeps a per-qubit busy-until estimate (ns) from node durations, so

@@ -83,6 +83,7 @@ class CompileResult:
             "verified": bool(v and v.ok),
             "verify_method": v.method if v else None,
             "verify_seconds": v.seconds if v else 0.0,
+            "verify_detail": v.detail if v else "verification skipped (--no-verify)",
             "seed": self.options.seed,
             "objective": self.options.objective,
             "layout_trials": self.routed.layout_trials,
@@ -151,5 +152,6 @@ def _verify(logical: Circuit, to_route: Circuit, routed: RoutedCircuit, final: C
                            final_layout=end, structural=False)
     method = "structural+statevector" if second.method == "statevector" else "structural"
     return dataclasses.replace(
-        second, ok=second.ok, method=method, detail=f"{first.detail}. {second.detail}",
+        second, ok=second.ok, method=method,
+        detail=f"router: {first.detail}; output: {second.detail}",
         seconds=first.seconds + second.seconds)

@@ -2,20 +2,28 @@
 
 :class:`SabreRouter` maps a circuit of one- and two-qubit gates onto a device:
 
-1. Layout. The trivial layout if it is already perfect, else a perfect layout found by
+1. Blocks. Runs of gates on one qubit pair move as one node (``dag.pair_blocks``), so
+   the lookahead sees the next pair to bring together, not the rest of a placed block.
+2. Layout. The trivial layout if it is already perfect, else a perfect layout found by
    subgraph monomorphism (``layout.find_perfect_layout``), else a SABRE layout search:
-   ``layout_trials`` random layouts, each refined by ``iterations`` forward and backward
-   routing passes (the final layout of one pass seeds the next, SABRE's reverse-traversal
-   trick), then routed ``routing_trials`` times with different tie-breaking seeds.
-2. Routing. The best trial (fewest SWAPs, then shortest estimated makespan; or the reverse
+   informed starts (``layout.heuristic_layouts``) plus random ones, each refined by
+   ``iterations`` forward and backward routing passes (the final layout of one pass seeds
+   the next: SABRE's reverse-traversal trick), then routed ``routing_trials`` times with
+   different tie-break seeds. Trials cycle through three lookahead weights, and are split
+   between a plain and a commutation-aware dependency DAG: no single setting is best for
+   every circuit (commutation helps fan-outs, hurts QFT-like ladders).
+3. Routing. The best trial (fewest SWAPs, then shortest estimated makespan; or the reverse
    with ``objective="makespan"``) is routed once more, recording every SWAP.
 
-Cost function (per candidate SWAP, see ``_kernels``): mean distance of the front layer
-plus ``lookahead`` times the mean distance of the next ``ext_size`` two-qubit gates,
-scaled by a decay that discourages moving the same qubits again and again. Distances are
-hop counts, or - when the device has per-edge durations or error rates and
-``noise_aware`` is on - shortest paths weighted by each edge's SWAP cost, so the router
-prefers fast, good couplers. Ties go to the SWAP whose qubits are free earliest.
+Cost of a candidate SWAP (``_kernels.route_pass``; SABRE, arXiv 1809.02573, with the
+relative scoring and layer lookahead of LightSABRE, arXiv 2409.08368): the summed distance
+of the front layer plus ``lookahead / P`` times the summed distance of the next layer
+(the two-qubit gates that become ready once the front has run), times the larger decay of
+the two qubits. Distances are hop counts, or - when the device has per-edge durations or
+error rates and ``noise_aware`` is on - shortest paths weighted by each edge's SWAP cost,
+so the router prefers fast, good couplers. Ties go to the SWAP whose qubits are free
+earliest in a running schedule estimate. A release valve undoes fruitless SWAPs and walks
+the closest front gate together after ``max(10 n, 3 x diameter)`` SWAPs without progress.
 
 Deterministic: a given circuit, device, options and seed give the same result on every
 machine, whatever the thread count (trials use their own generators).
@@ -62,8 +70,9 @@ class RoutingOptions:
             size: 200 for small circuits down to 20 for large ones.
         iterations: forward+backward refinement rounds per starting layout.
         routing_trials: routings per refined layout, each with its own tie-break seed.
-        lookahead: weight of the extended set against the front layer.
-        ext_size: two-qubit gates in the extended set.
+        lookahead: weight of the next layer: each of its gates counts ``lookahead / P``
+            of a front-layer gate (trials also try a quarter and four times this).
+        ext_size: at most this many gates of the next layer are looked at.
         decay_delta, decay_reset: SABRE decay step, and the SWAP count that resets it.
         objective: what picks the winning trial: ``"swaps"`` (then makespan) or
             ``"makespan"`` (then swaps).
