@@ -20,6 +20,7 @@ ERRORS = {
     "UsageError", "VerificationError", "ClosedResourceError", "WouldBlock", "RingError",
     "RingFull", "RingEmpty", "RingTimeout", "PeerDied", "RingCorrupted", "HeapError",
     "HeapExhausted", "DoubleFree", "InvalidPointer", "HeapCorrupted", "HeapLockError",
+    "UnsupportedArchitecture", "IrqError", "InvalidVector", "VectorInUse", "SchedulerError",
 }
 
 

@@ -24,13 +24,18 @@ The tree::
     │   ├── RingTimeout             a blocking wait ran out (also a TimeoutError)
     │   ├── PeerDied                the process on the other side of the ring is gone
     │   └── RingCorrupted           the shared header is not a ring of this layout
-    └── HeapError                   an arena allocator refused a request
-        ├── HeapExhausted           no free block large enough (size asked, largest free)
-        ├── DoubleFree              the block was already free
-        ├── InvalidPointer          the offset is not a live block (or misaligned, or out
-        │                           of range)
-        ├── HeapCorrupted           check() found a broken invariant; stop using the arena
-        └── HeapLockError           the arena lock is held by a dead process, or timed out
+    ├── HeapError                   an arena allocator refused a request
+    │   ├── HeapExhausted           no free block large enough (size asked, largest free)
+    │   ├── DoubleFree              the block was already free
+    │   ├── InvalidPointer          the offset is not a live block (or misaligned, or out
+    │   │                           of range)
+    │   ├── HeapCorrupted           check() found a broken invariant; stop using the arena
+    │   └── HeapLockError           the arena lock is held by a dead process, or timed out
+    ├── UnsupportedArchitecture     no syscall table for this machine (names it)
+    ├── IrqError                    the interrupt vector table refused a request
+    │   ├── InvalidVector           not a vector number 0..255
+    │   └── VectorInUse             the vector already has a handler
+    └── SchedulerError              the coroutine scheduler cannot do what was asked
 
 Messages say what was observed and what to do next. The CLI prints
 ``ClassName: message`` and exits 2 for any of these.
@@ -48,6 +53,8 @@ __all__ = [
     "HeapError",
     "HeapExhausted",
     "HeapLockError",
+    "InvalidVector",
+    "IrqError",
     "InvalidPointer",
     "PeerDied",
     "QasmError",
@@ -61,8 +68,11 @@ __all__ = [
     "RingFull",
     "RingTimeout",
     "RoutingError",
+    "SchedulerError",
     "TopologyError",
+    "UnsupportedArchitecture",
     "UsageError",
+    "VectorInUse",
     "VerificationError",
     "WouldBlock",
 ]
@@ -196,3 +206,23 @@ class HeapCorrupted(HeapError):
 
 class HeapLockError(HeapError):
     """The arena lock is held by a process that died, or could not be taken in time."""
+
+
+class UnsupportedArchitecture(QpuosError):
+    """qpuos has no syscall-number table for this machine's architecture."""
+
+
+class IrqError(QpuosError):
+    """The interrupt vector table refused a request."""
+
+
+class InvalidVector(IrqError):
+    """The vector number is outside 0..255."""
+
+
+class VectorInUse(IrqError):
+    """The vector already has a handler; unregister it first."""
+
+
+class SchedulerError(QpuosError):
+    """The coroutine scheduler cannot do what was asked."""
