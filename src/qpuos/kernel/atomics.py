@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -31,12 +30,12 @@ __all__ = ["cas", "fetch_add", "load_acquire", "store_release", "words"]
 
 def _word_pointer(context: Any, builder: Any, arr_type: Any, arr: Any, index: Any) -> Any:
     ary = context.make_array(arr_type)(context, builder, arr)
-    return cgutils.get_item_pointer(context, builder, arr_type, ary, [index],
-                                    wraparound=False)
+    return cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
+        context, builder, arr_type, ary, [index], wraparound=False)
 
 
 @intrinsic
-def _cas(typingctx: Any, arr: Any, index: Any, expected: Any, new: Any) -> Any:
+def _cas_ir(typingctx: Any, arr: Any, index: Any, expected: Any, new: Any) -> Any:
     sig = types.uint64(arr, index, expected, new)
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
@@ -50,7 +49,7 @@ def _cas(typingctx: Any, arr: Any, index: Any, expected: Any, new: Any) -> Any:
 
 
 @intrinsic
-def _fetch_add(typingctx: Any, arr: Any, index: Any, delta: Any) -> Any:
+def _fetch_add_ir(typingctx: Any, arr: Any, index: Any, delta: Any) -> Any:
     sig = types.uint64(arr, index, delta)
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
@@ -62,7 +61,7 @@ def _fetch_add(typingctx: Any, arr: Any, index: Any, delta: Any) -> Any:
 
 
 @intrinsic
-def _load_acquire(typingctx: Any, arr: Any, index: Any) -> Any:
+def _load_acquire_ir(typingctx: Any, arr: Any, index: Any) -> Any:
     sig = types.uint64(arr, index)
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
@@ -73,7 +72,7 @@ def _load_acquire(typingctx: Any, arr: Any, index: Any) -> Any:
 
 
 @intrinsic
-def _store_release(typingctx: Any, arr: Any, index: Any, value: Any) -> Any:
+def _store_release_ir(typingctx: Any, arr: Any, index: Any, value: Any) -> Any:
     sig = types.void(arr, index, value)
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
@@ -85,25 +84,32 @@ def _store_release(typingctx: Any, arr: Any, index: Any, value: Any) -> Any:
     return sig, codegen
 
 
+# Typed as Any: numba's stubs type an intrinsic's call as taking its typing context too.
+_cas: Any = _cas_ir
+_fetch_add: Any = _fetch_add_ir
+_load_acquire: Any = _load_acquire_ir
+_store_release: Any = _store_release_ir
+
+
 @njit(cache=True, inline="always")
 def cas(arr: Any, index: int, expected: int, new: int) -> int:
     """Compare-and-swap word ``index``: if it holds ``expected`` store ``new``.
 
     Returns the value the word held before (equal to ``expected`` on success).
     """
-    return _cas(arr, index, expected, new)  # type: ignore[no-any-return]
+    return int(_cas(arr, index, expected, new))
 
 
 @njit(cache=True, inline="always")
 def fetch_add(arr: Any, index: int, delta: int) -> int:
     """Add ``delta`` to word ``index`` (mod 2**64); returns the value before."""
-    return _fetch_add(arr, index, delta)  # type: ignore[no-any-return]
+    return int(_fetch_add(arr, index, delta))
 
 
 @njit(cache=True, inline="always")
 def load_acquire(arr: Any, index: int) -> int:
     """Read word ``index``; later reads cannot move before this one."""
-    return _load_acquire(arr, index)  # type: ignore[no-any-return]
+    return int(_load_acquire(arr, index))
 
 
 @njit(cache=True, inline="always")
