@@ -35,3 +35,31 @@ def test_every_error_derives_from_the_base() -> None:
     strays = {name for name in ERRORS
               if not issubclass(getattr(qpuos.errors, name), qpuos.errors.QpuosError)}
     assert strays == set()
+
+
+IPC = {"ArenaHook", "MpmcRing", "RecordRing", "SpscRing", "WaitMode", "unlink_ring"}
+
+
+def test_ipc_layer_exports_exactly_its_public_names() -> None:
+    import qpuos.ipc
+
+    assert set(qpuos.ipc.__all__) ^ IPC == set()
+    missing = {name for name in IPC if not hasattr(qpuos.ipc, name)}
+    assert missing == set()
+
+
+KERNEL = {
+    "Event", "EventSource", "FdSource", "IrqSource", "Lock", "Queue", "Scheduler",
+    "SignalSource", "Task", "TaskInfo", "TaskState", "TimerSource", "UioSource",
+    "VectorStats", "VectorTable", "WatchdogReport", "checkpoint", "current_scheduler",
+    "current_task", "doorbell", "sleep", "sleep_until", "spawn", "Arena", "ArenaStats",
+    "pool_size_for",
+}
+
+
+def test_kernel_layer_exports_exactly_its_public_names() -> None:
+    import qpuos.kernel
+
+    assert set(qpuos.kernel.__all__) ^ KERNEL == set()
+    missing = {name for name in KERNEL if not hasattr(qpuos.kernel, name)}
+    assert missing == set()
