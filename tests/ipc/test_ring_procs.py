@@ -445,3 +445,55 @@ def test_a_second_live_producer_is_refused(tmp_path: Path) -> None:
             _join(proc)
         ring.send(make_record(6, 0))   # that producer closed its end: now we may
         assert check_record(ring.recv(timeout=1.0)) == (6, 0)
+
+
+# -- large payloads through a real shared arena ([heap] + [ring]) ---------------------
+
+
+def arena_producer_main(ring_name: str, arena_path: str, n: int) -> None:
+    """Send ``n`` records of 1-40 KiB; the large ones travel as arena blocks."""
+    import mmap
+
+    from qpuos.kernel import Arena
+
+    fd = os.open(arena_path, os.O_RDWR)
+    try:
+        buf = mmap.mmap(fd, 0)
+    finally:
+        os.close(fd)
+    with Arena.attach(buf) as arena, RecordRing.attach(ring_name, arena=arena,
+                                                       inline_max=256) as ring:
+        rng = random.Random(7)
+        for seq in range(n):
+            ring.send(make_record(3, seq, rng.randrange(1024, 40 * 1024) & -8), timeout=30.0)
+
+
+def test_large_records_travel_through_a_shared_arena_between_processes() -> None:
+    import mmap
+    import tempfile
+
+    from qpuos.kernel import Arena
+
+    n = 300
+    with tempfile.NamedTemporaryFile(dir="/dev/shm", prefix="qpuos-test-arena-") as f:
+        f.truncate(8 << 20)
+        f.flush()
+        buf = mmap.mmap(f.fileno(), 0)
+        with Arena.create(buf, strategy="tlsf") as arena, \
+                RecordRing.create(capacity=1 << 12, arena=arena, inline_max=256,
+                                  wait="yield") as ring:
+            proc = _start(arena_producer_main, ring.name, f.name, n)
+            seen: list[int] = []
+            deadline = time.monotonic() + DEADLINE_S
+            while len(seen) < n and time.monotonic() < deadline:
+                try:
+                    producer, seq = check_record(ring.recv(timeout=1.0))
+                except RingTimeout:
+                    continue
+                assert producer == 3
+                seen.append(seq)
+            _join(proc)
+            _assert_sequences({3: seen})
+            assert len(seen) == n
+            assert arena.stats().used_blocks == 0  # every block freed by the consumer
+            arena.check()

@@ -89,7 +89,8 @@ def test_every_standard_two_qubit_gate_has_a_duration() -> None:
     for name, spec in GATES.items():
         if spec.num_qubits == 2:
             inst = Instruction(name, (0, 1), (0.1,) * spec.num_params)
-            assert MODEL.duration_ns(inst) >= 100.0, name
+            modelled_ns = MODEL.duration_ns(inst)  # a gate-model figure, not a clock
+            assert modelled_ns >= 100.0, name
 
 
 def test_directives_use_their_figures() -> None:
