@@ -91,3 +91,16 @@ def test_killed_mid_write_leaves_the_old_file_whole(tmp_path: Path) -> None:
     finally:
         proc.wait()
     assert target.read_text() == "old complete contents"
+
+
+def test_new_files_get_the_usual_permissions_and_old_files_keep_theirs(tmp_path: Path
+                                                                         ) -> None:
+    fresh, kept = tmp_path / "fresh.txt", tmp_path / "kept.txt"
+    kept.write_text("old")
+    kept.chmod(0o640)
+    mask = os.umask(0o022)
+    try:
+        write_files_atomically({str(fresh): b"new", str(kept): b"new"})
+    finally:
+        os.umask(mask)
+    assert (fresh.stat().st_mode & 0o777, kept.stat().st_mode & 0o777) == (0o644, 0o640)

@@ -19,6 +19,16 @@ from pathlib import Path
 __all__ = ["atomic_write_bytes", "atomic_write_text", "write_files_atomically"]
 
 
+def _file_mode(target: Path) -> int:
+    """The mode a plain ``open(target, "w")`` would give: the old file's, else umask's."""
+    try:
+        return os.stat(target).st_mode & 0o7777
+    except FileNotFoundError:
+        mask = os.umask(0o022)  # read the umask (there is no other way), then restore it
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 def _stage(target: Path, data: bytes) -> str:
     """Write ``data`` to a fsynced temporary file beside ``target``; return its path."""
     if target.is_dir():
@@ -29,6 +39,7 @@ def _stage(target: Path, data: bytes) -> str:
     except OSError as exc:
         raise type(exc)(exc.errno, exc.strerror, str(target)) from None
     try:
+        os.fchmod(fd, _file_mode(target))
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
