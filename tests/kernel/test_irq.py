@@ -291,6 +291,33 @@ def test_periodic_timer_counts_every_expiry_as_ticks_or_overruns() -> None:
         assert t.next_expiry_ns() is None
 
 
+def test_timer_ticks_by_the_clock_and_its_timerfd_is_read_before_the_next_wait() -> None:
+    with VectorTable() as table:
+        t = TimerSource(first_ns=1_000_000)
+        table.register(0, t)
+        assert [(v, x) for v, x, _ in _poll_until(table)] == [(0, 1)]
+        assert table.poll(0) == []  # the drain reads the timerfd: the tick, not again
+        assert table.poller.poll(0) == []  # and the fd is no longer readable
+        s = table.stats(0)
+        assert (s.count, s.spurious, s.overruns) == (1, 0, 0)
+
+
+def test_a_loop_that_dispatches_itself_reads_the_timerfd_on_the_next_report() -> None:
+    with VectorTable() as table:
+        t = TimerSource(first_ns=1_000_000)
+        table.register(0, t)
+        delivered = []
+        for _ in range(2000):  # capped: the tick is due within 1 ms
+            tokens = table.poller.poll(10_000_000)
+            delivered += [(v, x) for v, x, _ in table.dispatch(tokens)]
+            if delivered:
+                break
+        assert delivered == [(0, 1)]
+        assert table.dispatch(table.poller.poll(0)) == []  # reported again: read, absorbed
+        assert table.poller.poll(0) == []
+        assert table.stats(0).count == 1
+
+
 def test_timer_arguments_are_checked() -> None:
     with pytest.raises(UsageError, match=r"^a one-shot timer needs first_ns or at_ns; a "
                                          r"periodic one needs period_ns$"):

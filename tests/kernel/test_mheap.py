@@ -152,6 +152,17 @@ def test_tlsf_picks_a_block_of_a_large_enough_class() -> None:
     assert a.alloc(150) == x
 
 
+def test_tlsf_list_keeps_a_low_address_at_its_head() -> None:
+    # six holes of one class, freed bottom up: pushed at the head, the lowest would sit
+    # sixth, beyond the four blocks a search looks at; kept at the head, it is found
+    a = Arena.create(bytearray(64 * 1024), strategy="tlsf")
+    blocks = [a.alloc(100) for _ in range(12)]
+    for o in blocks[::2]:
+        a.free(o)
+    assert a.alloc(100) == blocks[0]
+    a.check()
+
+
 def test_realloc_shrinks_grows_in_place_and_moves(arena: Arena) -> None:
     a = arena.alloc(1000)
     arena.view(a)[:] = bytes(range(250)) * 4 + b"\0" * 8

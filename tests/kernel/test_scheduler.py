@@ -151,15 +151,23 @@ def test_timer_vectors_fire_in_order() -> None:
         await irq(vector)
         log.append(tag)
 
-    with Scheduler() as s:
-        now = time.monotonic_ns()
-        # vectors ascending with time, so that even if a stall makes all three fire in
+    timers = {v: TimerSource(at_ns=time.monotonic_ns() + 60 * 10**9) for v in (1, 2, 3)}
+
+    async def arm() -> None:
+        # runs after the three waiters (same priority, spawned last), so they already
+        # wait: a stall cannot let a timer fire into a vector nobody awaits yet (its
+        # pending interrupt would then wake its waiter behind one woken earlier).
+        # Vectors ascend with time, so that even if a stall makes all three fire in
         # one poll, dispatch order (priority, then vector) keeps them in time order
-        s.table.register(3, TimerSource(at_ns=now + 3_000_000), name="late")
-        s.table.register(1, TimerSource(at_ns=now + 1_000_000), name="early")
-        s.table.register(2, TimerSource(at_ns=now + 2_000_000), name="middle")
+        now = time.monotonic_ns()
+        for v in (3, 1, 2):
+            timers[v].arm(at_ns=now + v * 1_000_000)
+
+    with Scheduler() as s:
         for v, tag in ((3, "late"), (1, "early"), (2, "middle")):
+            s.table.register(v, timers[v], name=tag)
             s.spawn(waiter(v, tag))
+        s.spawn(arm())
         s.run(timeout_ns=RUN)
     assert log == ["early", "middle", "late"]
 

@@ -88,11 +88,17 @@ def _fail(call: str) -> NoReturn:
     raise os_error(get_errno(), call)
 
 
-def syscall(nr: int, *args: int) -> int:
+_S0, _S1, _S2, _S3, _S4, _S5, _S6 = BY_ARITY
+_ABSENT: Any = object()  # an argument not given (None would be a valid NULL pointer)
+
+
+def syscall(nr: int, a1: int = _ABSENT, a2: int = _ABSENT, a3: int = _ABSENT,
+            a4: int = _ABSENT, a5: int = _ABSENT, a6: int = _ABSENT, /,
+            *more: int) -> int:
     """Issue syscall number ``nr`` with up to six integer arguments; return its result.
 
-    Arguments are passed as C ``long`` (pointers as addresses). A ``-1`` result raises
-    the ``OSError`` subclass of the call's errno; EINTR is not retried.
+    Arguments are passed as 64-bit words (pointers as addresses). A ``-1`` result
+    raises the ``OSError`` subclass of the call's errno; EINTR is not retried.
 
     >>> import os
     >>> syscall(syscall_number("getpid")) == os.getpid()
@@ -107,12 +113,23 @@ def syscall(nr: int, *args: int) -> int:
         OSError: the kernel refused the call (subclass by errno).
         UsageError: more than six arguments.
     """
-    try:
-        fn = BY_ARITY[len(args)]
-    except IndexError:
+    # HOT: one positional parameter per argument instead of ``*args``: no tuple to
+    # build, index and unpack per call (~0.1 µs of a ~0.6 µs call)
+    if a3 is _ABSENT:
+        if a1 is _ABSENT:
+            r = _S0(nr)
+        elif a2 is _ABSENT:
+            r = _S1(nr, a1)
+        else:
+            r = _S2(nr, a1, a2)
+    elif a5 is _ABSENT:
+        r = _S3(nr, a1, a2, a3) if a4 is _ABSENT else _S4(nr, a1, a2, a3, a4)
+    elif more:
         raise UsageError(f"syscall takes at most {_MAX_ARGS} arguments, got "
-                         f"{len(args)}") from None
-    r = fn(nr, *args)
+                         f"{_MAX_ARGS + len(more)}")
+    else:
+        r = _S5(nr, a1, a2, a3, a4, a5) if a6 is _ABSENT else \
+            _S6(nr, a1, a2, a3, a4, a5, a6)
     if r == -1:
         raise os_error(get_errno(), syscall_name(nr))
     return r

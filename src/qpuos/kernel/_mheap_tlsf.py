@@ -6,7 +6,10 @@ systems", ECRTS 2004. Blocks under 512 bytes sit in 32 lists 16 bytes apart (fir
 first-level bitmap and one second-level bitmap per first level say which lists are
 non-empty, so finding a list whose every block is large enough takes two
 count-trailing-zeros. Lists are doubly linked through the free blocks' first payload
-words and pushed at the head. ``_tlsf_find`` documents our bounded low-address variant.
+words. A block goes in at the head when its address is below the head's, else just
+behind the head (one more link either way), so a list's head is the lowest of the blocks
+put in since the head last changed: the step of address ordering that costs O(1).
+``_tlsf_find`` documents our bounded low-address variant.
 """
 
 from __future__ import annotations
@@ -30,10 +33,13 @@ from qpuos.kernel._mheap_layout import (
     TABLES_W,
 )
 
-# TLSF search breadth (see _tlsf_find): measured on bench_heap's traces, 4 x 4 packed the
-# heap as tightly as address-ordered first fit and, by keeping the live set compact, had
-# the flattest worst case from 1 MiB to 1 GiB; pure TLSF (1 x 1) fragmented more
-SCAN_CLASSES = 4
+# TLSF search breadth (see _tlsf_find), measured on bench_heap's traces (seeds 42, 1, 3).
+# Pure TLSF (one head) fragmented most. Scanning SCAN_ENTRIES blocks of the request's own
+# class and only the heads of SCAN_CLASSES larger classes reads no block the search does
+# not take but those few (the heads sit in the tables), which matters on a 1 GiB pool
+# where every block touched is a cache and TLB miss; with low-address heads (see
+# _tlsf_insert) it fragmented as little as 4 entries of 4 classes did, or less
+SCAN_CLASSES = 16
 SCAN_ENTRIES = 4
 
 
@@ -78,6 +84,14 @@ def _tlsf_insert(w: Any, h: int, size: int) -> None:
     hd = w[H_HEADS_W] + fl * SL_COUNT + sl
     first = w[hd]
     hw = h >> 3
+    if first != 0 and first < h:  # the lower block stays at the head; h goes behind it
+        nxt = w[(first >> 3) + 2]
+        _put(w, hw + 2, nxt)
+        _put(w, hw + 3, first)
+        if nxt != 0:
+            _put(w, (nxt >> 3) + 3, h)
+        _put(w, (first >> 3) + 2, h)
+        return
     _put(w, hw + 2, first)
     _put(w, hw + 3, 0)
     if first != 0:
@@ -113,12 +127,13 @@ def _lowest(w: Any, h: int, size: int) -> int:
     """Lowest-addressed block of at least ``size`` bytes among the first SCAN_ENTRIES of
     the list starting at ``h``; 0 if none."""
     best = 0
-    for _ in range(SCAN_ENTRIES):
+    for k in range(SCAN_ENTRIES):
         if h == 0:
             break
         if (best == 0 or h < best) and _size(w, h) >= size:
             best = h
-        h = w[(h >> 3) + 2]
+        if k + 1 < SCAN_ENTRIES:  # no read of a block that is not looked at
+            h = w[(h >> 3) + 2]
     return int(best)
 
 
@@ -130,9 +145,9 @@ def _tlsf_find(w: Any, size: int) -> int:
     1. Candidates from ``size``'s own class: those of the first SCAN_ENTRIES that fit.
     2. TLSF's good fit: round ``size`` up to its class; every block of that class and
        above fits. The bitmaps give the non-empty classes in increasing order; the first
-       SCAN_CLASSES of them contribute their first SCAN_ENTRIES blocks.
-    3. Take the lowest address of all candidates: at most 20 blocks looked at, so O(1),
-       and the heap packs towards its bottom as with address-ordered first fit.
+       SCAN_CLASSES of them contribute their heads (read from the table, no block read).
+    3. Take the lowest address of all candidates: at most 20, so O(1), and the heap
+       packs towards its bottom as with address-ordered first fit.
     """
     # 1.
     fl, sl = _tlsf_map(size)
@@ -155,7 +170,7 @@ def _tlsf_find(w: Any, size: int) -> int:
             slmap = w[TABLES_W + fl]
         sl = _ctz(slmap)
         slmap &= slmap - 1
-        h = _lowest(w, w[w[H_HEADS_W] + fl * SL_COUNT + sl], 0)
+        h = w[w[H_HEADS_W] + fl * SL_COUNT + sl]
         # 3.
         if h != 0 and (best == 0 or h < best):
             best = h

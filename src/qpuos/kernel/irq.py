@@ -5,7 +5,15 @@ and signals arrive as readable fds (timerfd, eventfd, signalfd, /dev/uioN, any f
 each registered under a vector number 0..255 with a priority. :meth:`VectorTable.poll`
 waits for them (epoll), then for each one that fired, highest priority first:
 
-1. acknowledges the source (reads its fd: the count, the expirations, the signals);
+1. acknowledges the source (reads its fd: the count, the expirations, the signals).
+   A timer is acknowledged by the clock instead (``TimerSource.expire``), and its
+   timerfd is read before the next wait ("drained"): reading a periodic timerfd
+   re-arms its kernel timer, measured at ~7 µs just after a wake-up in a Firecracker
+   VM (a one-shot timerfd's read: ~1.3 µs; most likely the timer reprogramming
+   traps to the host), which would otherwise sit between the tick and the task. The
+   timerfd's count then confirms the ticks the clock delivered (each tick once);
+   a caller that polls the poller itself and never calls :meth:`VectorTable.poll`
+   sees the timer's token again, and that report is read at once;
 2. runs the top half: the registered handler, a short synchronous function whose
    return value is what waiting coroutines receive (no handler: the acknowledged
    value itself). A handler that raises is isolated: counted in ``errors``, logged on
@@ -94,7 +102,7 @@ class _Slot:
 
     __slots__ = ("count", "errors", "fd", "handler", "is_timer", "last_error", "late",
                  "masked", "name", "order", "overruns", "priority", "source", "spurious",
-                 "top", "unclaimed", "vector", "wake")
+                 "top", "unclaimed", "undrained", "vector", "wake")
 
     def __init__(self, vector: int, source: IrqSource, handler: Handler | None,
                  priority: int, name: str, fd: int, samples: int) -> None:
@@ -108,6 +116,7 @@ class _Slot:
         self.is_timer = source.is_timer
         self.count = self.errors = self.overruns = self.spurious = self.unclaimed = 0
         self.masked = False
+        self.undrained = False  # a timer acknowledged by the clock, timerfd not yet read
         self.last_error = ""
         self.top = SampleRing(samples)
         self.wake = SampleRing(samples)
@@ -138,7 +147,8 @@ class VectorTable:
 
     Args:
         poller: where fds are watched (default: a new epoll set); the table closes it.
-        clock: ns clock for statistics (CLOCK_MONOTONIC, the timers' clock).
+        clock: ns clock for statistics and for timer ticks taken by the clock (step
+            1); must read CLOCK_MONOTONIC, the timers' clock.
         samples: latency samples kept per vector (a power of two).
     """
 
@@ -154,6 +164,7 @@ class VectorTable:
         self._slots: list[_Slot | None] = [None] * NUM_VECTORS
         self._timers: list[_Slot] = []
         self._listeners: list[Callable[[int], None]] = []
+        self._undrained: list[_Slot] = []
         self._count = 0
         self._backstop = 0
         self._closed = False
@@ -273,8 +284,35 @@ class VectorTable:
             (priority, then vector); ``t_ns`` is when its top half started. Spurious
             wake-ups and failed handlers are counted, not returned.
         """
+        if self._undrained:
+            drained = self._drain()
+            if drained:
+                return drained
         tokens = self._poller.poll(timeout_ns)
         return self.dispatch(tokens) if tokens else []
+
+    def _drain(self) -> list[tuple[int, Any, int]]:
+        """Read the timerfds of timers that step 1 acknowledged by the clock."""
+        out = []
+        slots, self._undrained = self._undrained, []
+        for slot in slots:
+            if not slot.undrained:
+                continue  # read since (its token came back to dispatch)
+            slot.undrained = False
+            if slot.masked or self._slots[slot.vector] is not slot:
+                continue
+            t0 = self._clock()
+            try:
+                value = slot.source.ack()  # absorbs the ticks the clock delivered
+            except OSError as exc:
+                self._fault(slot, exc, "acknowledge")
+                self._mask(slot, f"its acknowledge failed: {exc}")
+                continue
+            if value is not NO_EVENT:  # ticks the clock had not counted yet
+                fired = self._top_half(slot, value, t0)
+                if fired is not None:
+                    out.append(fired)
+        return out
 
     def dispatch(self, tokens: list[int]) -> list[tuple[int, Any, int]]:
         """Run the top halves of the vectors in ``tokens`` (as a poller returned them)."""
@@ -290,12 +328,22 @@ class VectorTable:
             if slot is None:
                 continue  # unregistered since the poll
             t0 = clock()
-            try:
-                value = slot.source.ack()  # 1. acknowledge
-            except OSError as exc:
-                self._fault(slot, exc, "acknowledge")
-                self._mask(slot, f"its acknowledge failed: {exc}")
-                continue
+            value: Any = NO_EVENT
+            if slot.is_timer:
+                if not slot.undrained:  # 1. a timer: by the clock, timerfd read later
+                    value = slot.source.expire(t0)
+                    if value is not NO_EVENT:
+                        slot.undrained = True
+                        self._undrained.append(slot)
+                else:
+                    slot.undrained = False  # reported again: read it now
+            if value is NO_EVENT:
+                try:
+                    value = slot.source.ack()  # 1. acknowledge
+                except OSError as exc:
+                    self._fault(slot, exc, "acknowledge")
+                    self._mask(slot, f"its acknowledge failed: {exc}")
+                    continue
             if value is NO_EVENT:
                 if not slot.is_timer:  # a timer's NO_EVENT: ticks expire() delivered
                     slot.spurious += 1

@@ -13,10 +13,10 @@ Strategies (same block format, same interface):
   whatever the heap holds: bitmap scans find the non-empty lists whose every block is
   large enough (the request rounded up to its class, at most 1/32 more). Where plain TLSF
   takes the head of the first such list, ours takes the lowest address among at most 20
-  candidates (the first 4 blocks of the request's own class that fit, and of the first 4
-  suitable lists): still O(1), and the heap packs towards its bottom as with
-  address-ordered first fit, which fragmented less and kept the worst case flatter on
-  ``qpuos bench heap``'s traces.
+  candidates (the first 4 blocks of the request's own class that fit, and the heads of
+  the first 16 suitable lists, each list keeping a low address at its head): still O(1),
+  and the heap packs towards its bottom as with address-ordered first fit, which
+  fragmented less and kept the worst case flatter on ``qpuos bench heap``'s traces.
 - ``"first_fit"``: the seed's design. One free list in address order; allocation takes
   the lowest block that fits, splits it and leaves the rest free; freeing coalesces with
   both neighbours through boundary tags. Alloc is O(free blocks), and so is a free that

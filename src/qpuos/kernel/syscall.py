@@ -22,8 +22,8 @@ write, close) is in ``_gate.py``, the typed wrappers qpuos needs in ``_sys_event
 (eventfd2, timerfd, signalfd4, epoll, futex, memfd_create) and ``_sys_admin.py``
 (mlockall, sched_setattr/getattr, bpf, perf_event_open, reboot, mount). Constants live
 in ``qpuos._ffi.consts``; the common ones are re-exported here. Hot loops that repeat
-one call use ``qpuos._ffi.libc.PreparedCall`` (arguments converted once: ~0.45 µs per
-call instead of ~0.55-0.95 µs through ``syscall()``).
+one call use ``qpuos._ffi.libc.PreparedCall`` (arguments converted once: ~0.35-0.5 µs
+per call instead of ~0.4-0.7 µs through ``syscall()``).
 
 >>> from qpuos.kernel.syscall import eventfd2, eventfd_read, eventfd_write, close
 >>> fd = eventfd2(0)
