@@ -25,7 +25,6 @@ import numpy as np
 
 from qpuos.errors import ClosedResourceError, PeerDied, RingCorrupted, UsageError
 from qpuos.ipc import _shm
-from qpuos.ipc._proc import is_alive, self_identity
 from qpuos.ipc._ring_kernels import load, store
 from qpuos.ipc._shm import (
     HEADER_BYTES,
@@ -52,6 +51,7 @@ from qpuos.ipc._shm import (
 )
 from qpuos.ipc._wait import Waiter, WaitMode, ring_doorbell
 from qpuos.kernel.atomics import cas, words
+from qpuos.kernel.proc import is_alive, self_identity
 
 __all__ = ["RingBase", "drop_view", "identity_word", "peer_pid", "signed"]
 

@@ -34,7 +34,6 @@ from qpuos.errors import (
 )
 from qpuos.ipc import _shm
 from qpuos.ipc._base import RingBase, _word_alive, drop_view, identity_word, peer_pid, signed
-from qpuos.ipc._proc import is_alive, self_identity
 from qpuos.ipc._ring_kernels import (
     BUSY,
     CLAIMED,
@@ -63,6 +62,7 @@ from qpuos.ipc._shm import (
 from qpuos.ipc._spsc_base import byte_view, check_capacity
 from qpuos.ipc._wait import WaitMode
 from qpuos.kernel.atomics import cas, fetch_add
+from qpuos.kernel.proc import is_alive, self_identity
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer

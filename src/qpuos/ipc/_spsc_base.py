@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 from qpuos.errors import RingEmpty, RingTimeout, UsageError
 from qpuos.ipc import _shm
 from qpuos.ipc._base import RingBase, _Closed, _word_alive, identity_word, peer_pid
-from qpuos.ipc._proc import self_identity
 from qpuos.ipc._shm import W_DATA_WAITERS, W_HEAD, W_PEERS, W_SPACE_WAITERS, W_TAIL
+from qpuos.kernel.proc import self_identity
 
 __all__ = ["CONSUMER", "PRODUCER", "SpscBase", "byte_view", "check_capacity"]
 

@@ -18,8 +18,9 @@ from typing import Any
 
 from qpuos.errors import HeapLockError
 from qpuos.kernel._mheap_layout import H_LOCK, PID_MASK
+from qpuos.kernel.proc import is_alive
 
-__all__ = ["alive", "pid_namespace", "wait_for_lock"]
+__all__ = ["pid_namespace", "wait_for_lock"]
 
 
 def pid_namespace() -> int:
@@ -28,25 +29,6 @@ def pid_namespace() -> int:
         return os.stat("/proc/self/ns/pid").st_ino
     except OSError:
         return 0
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` is a running process (a zombie counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, belongs to someone else
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    state = stat[stat.rfind(b")") + 2:][:1]
-    return state not in (b"Z", b"X")
 
 
 def wait_for_lock(w: Any, *, me: int, timeout: float,
@@ -64,7 +46,7 @@ def wait_for_lock(w: Any, *, me: int, timeout: float,
         pid = word & PID_MASK
         if pid == 0:
             return
-        if pid == me or (spins % 16 == 3 and not alive(pid)):
+        if pid == me or (spins % 16 == 3 and not is_alive(pid)):
             recover(word, pid)
             return
         spins += 1

@@ -1,8 +1,9 @@
-"""Process identity and liveness, as a ring sees its peers.
+"""Process identity and liveness, as shared structures see the processes using them.
 
 A pid alone is a weak identity: the kernel reuses pids, and a peer killed with SIGKILL
 stays a zombie (``kill(pid, 0)`` succeeds) until its parent reaps it. So a ring records
-each participant as ``(pid, start)``, where ``start`` is the process start time in clock
+each participant as ``(pid, start)`` (an arena's lock word, with room for a pid only,
+checks the pid alone), where ``start`` is the process start time in clock
 ticks since boot (field 22 of ``/proc/PID/stat``), and calls a participant alive only
 when ``/proc/PID/stat`` exists, its state is not zombie or dead, and its start time is
 the recorded one.
