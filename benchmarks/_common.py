@@ -93,6 +93,22 @@ class BenchRecord:
         self.targets.append(t)
         return t
 
+    def print_targets(self, console: Any) -> None:
+        """Print the targets as a table: measured, goal, and whether it was met."""
+        from rich.table import Table
+
+        table = Table(title="targets")
+        for col in ("target", "measured", "goal", "met"):
+            table.add_column(col)
+        for tg in self.targets:
+            if tg.unit.endswith("/s") and tg.goal >= 1e6:
+                shown = f"{tg.measured / 1e6:.4g} M{tg.unit}"
+                goal = f"{tg.goal / 1e6:g} M"
+            else:
+                shown, goal = f"{tg.measured:.4g} {tg.unit}", f"{tg.goal:.4g}"
+            table.add_row(tg.name, shown, goal, "[green]yes[/]" if tg.met else "[red]no[/]")
+        console.print(table)
+
     def to_json(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The JSON document DESIGN.md specifies."""
         doc: dict[str, Any] = {

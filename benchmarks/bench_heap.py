@@ -412,13 +412,7 @@ def _print(rec: BenchRecord, traces: dict[str, Any], scaling: dict[str, Any],
                       f"{r['p999_ns']:.0f}", f"{r['worst_op_ns'] / 1e3:.2f}",
                       f"{r['raw_max_ns'] / 1e3:.1f}")
     console.print(s)
-    g = Table(title="targets")
-    for col in ("target", "measured", "goal", "met"):
-        g.add_column(col)
-    for tg in rec.targets:
-        g.add_row(tg.name, f"{tg.measured:.4g} {tg.unit}", f"{tg.goal:.4g}",
-                  "[green]yes[/]" if tg.met else "[red]no[/]")
-    console.print(g)
+    rec.print_targets(console)
 
 
 if __name__ == "__main__":

@@ -393,13 +393,7 @@ def main(argv: list[str]) -> int:
     for mode in ("spin-then-block", "blocking"):
         rec.target(f"1 kHz timer lateness p99, qpuos timerfd {mode}",
                    _stats(timers[f"qpuos timerfd {mode} 1 kHz"][0])["p99_us"], 50.0, "µs")
-    t3 = Table(title="targets")
-    for col in ("target", "measured", "goal", "met"):
-        t3.add_column(col)
-    for tg in rec.targets:
-        t3.add_row(tg.name, f"{tg.measured:.2f} {tg.unit}", f"{tg.goal:g}",
-                   "[green]yes[/]" if tg.met else "[red]no[/]")
-    console.print(t3)
+    rec.print_targets(console)
     load = os.getloadavg()
     console.print(f"load average now: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
                   f"(before: {' '.join(f'{x:.2f}' for x in rec.load_before)})")

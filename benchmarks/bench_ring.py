@@ -510,15 +510,7 @@ def _print(console: Any, rows: list[dict[str, Any]], rec: BenchRecord,
                   f"{r['p99_us']:.2f}", f"{r['p999_us']:.1f}", f"{r['max_us']:.0f}",
                   rate(r["single_msgs_per_s"]), rate(r["batched_msgs_per_s"]))
     console.print(t)
-    t2 = Table(title="targets")
-    for col in ("target", "measured", "goal", "met"):
-        t2.add_column(col)
-    for tg in rec.targets:
-        shown = f"{tg.measured / 1e6:.2f} M{tg.unit}" if tg.unit == "msgs/s" else \
-            f"{tg.measured:.3g} {tg.unit}"
-        goal = f"{tg.goal / 1e6:g} M" if tg.unit == "msgs/s" else f"{tg.goal:g}"
-        t2.add_row(tg.name, shown, goal, "[green]yes[/]" if tg.met else "[red]no[/]")
-    console.print(t2)
+    rec.print_targets(console)
     for note in notes:
         console.print(f"note: {note}")
     with contextlib.suppress(OSError):

@@ -217,13 +217,7 @@ def _summarise(rec: BenchRecord, rows: list[dict[str, Any]]) -> None:
                    big[0]["qpuos"]["seconds"], 60.0, "s")
     rec.target("unverified outputs", unverified, 0, "count")
     rec.target("coupling violations", violations, 0, "count")
-    t2 = Table(title="targets")
-    for col in ("target", "measured", "goal", "met"):
-        t2.add_column(col)
-    for tg in rec.targets:
-        t2.add_row(tg.name, f"{tg.measured:.3f} {tg.unit}", f"{tg.goal:g}",
-                   "[green]yes[/]" if tg.met else "[red]no[/]")
-    console.print(t2)
+    rec.print_targets(console)
 
 
 if __name__ == "__main__":

@@ -369,13 +369,7 @@ def main(argv: list[str]) -> int:
     rec.target("ABI success rate", success, 1.0, "fraction", at_most=False)
     rec.target("errno accuracy on deliberately failing calls", accuracy, 1.0, "fraction",
                at_most=False)
-    t2 = Table(title="targets")
-    for col in ("target", "measured", "goal", "met"):
-        t2.add_column(col)
-    for tg in rec.targets:
-        t2.add_row(tg.name, f"{tg.measured:.3f} {tg.unit}", f"{tg.goal:g}",
-                   "[green]yes[/]" if tg.met else "[red]no[/]")
-    console.print(t2)
+    rec.print_targets(console)
     rec.write(args.json, extra={"abi": abi, "c_baseline": c_note,
                                 "calls": args.calls, "repeat": args.repeat})
     print(f"wrote {args.json}")
