@@ -21,6 +21,8 @@ ERRORS = {
     "RingFull", "RingEmpty", "RingTimeout", "PeerDied", "RingCorrupted", "HeapError",
     "HeapExhausted", "DoubleFree", "InvalidPointer", "HeapCorrupted", "HeapLockError",
     "UnsupportedArchitecture", "IrqError", "InvalidVector", "VectorInUse", "SchedulerError",
+    "RealtimeError", "MmioError", "IsaError", "ControllerError", "DeviceLost", "DeviceFault",
+    "DeviceTimeout",
 }
 
 

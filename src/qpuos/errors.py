@@ -35,7 +35,15 @@ The tree::
     ├── IrqError                    the interrupt vector table refused a request
     │   ├── InvalidVector           not a vector number 0..255
     │   └── VectorInUse             the vector already has a handler
-    └── SchedulerError              the coroutine scheduler cannot do what was asked
+    ├── SchedulerError              the coroutine scheduler cannot do what was asked
+    ├── RealtimeError               a real-time setting (pinning, GC policy) was misused
+    ├── MmioError                   a register window refused an access: unknown register
+    │                               or field, out of range, misaligned, read-only write
+    ├── IsaError                    an instruction stream that cannot be encoded or decoded
+    └── ControllerError             the QPU controller could not complete a run
+        ├── DeviceLost              the controller process died (names it and its status)
+        ├── DeviceFault             the controller reported a fault (code, sequence number)
+        └── DeviceTimeout           the controller did not answer in time (also TimeoutError)
 
 Messages say what was observed and what to do next. The CLI prints
 ``ClassName: message`` and exits 2 for any of these.
@@ -45,9 +53,13 @@ from __future__ import annotations
 
 __all__ = [
     "ClosedResourceError",
+    "ControllerError",
     "DeviceError",
+    "DeviceFault",
     "DeviceFormatError",
+    "DeviceLost",
     "DeviceNotFound",
+    "DeviceTimeout",
     "DoubleFree",
     "HeapCorrupted",
     "HeapError",
@@ -56,12 +68,15 @@ __all__ = [
     "InvalidPointer",
     "InvalidVector",
     "IrqError",
+    "IsaError",
+    "MmioError",
     "PeerDied",
     "QasmError",
     "QasmSemanticError",
     "QasmSyntaxError",
     "QpuosError",
     "QpuosInternalError",
+    "RealtimeError",
     "RingCorrupted",
     "RingEmpty",
     "RingError",
@@ -226,3 +241,43 @@ class VectorInUse(IrqError):
 
 class SchedulerError(QpuosError):
     """The coroutine scheduler cannot do what was asked."""
+
+
+class RealtimeError(QpuosError):
+    """A real-time setting (CPU pinning, scheduling policy, GC policy) was misused."""
+
+
+class MmioError(QpuosError):
+    """A register window refused an access: unknown register or field, an offset out of
+    range or misaligned, or a write to a read-only register."""
+
+
+class IsaError(QpuosError):
+    """An instruction stream that cannot be encoded or decoded (unknown operation, qubit
+    out of range, wrong format version)."""
+
+
+class ControllerError(QpuosError):
+    """The QPU controller could not complete a run."""
+
+
+class DeviceLost(ControllerError):
+    """The controller process died or vanished; its shared memory has been released."""
+
+
+class DeviceFault(ControllerError):
+    """The controller reported a fault while executing the instruction stream.
+
+    Attributes:
+        code: the fault code from the STATUS register.
+        seq: the sequence number of the faulting instruction, or -1 if none.
+    """
+
+    def __init__(self, message: str, *, code: int = 0, seq: int = -1) -> None:
+        super().__init__(message)
+        self.code = code
+        self.seq = seq
+
+
+class DeviceTimeout(ControllerError, TimeoutError):
+    """The controller did not answer within the timeout."""
