@@ -55,7 +55,8 @@ KERNEL = {
     "SignalSource", "Task", "TaskInfo", "TaskState", "TimerSource", "UioSource",
     "VectorStats", "VectorTable", "WatchdogReport", "checkpoint", "current_scheduler",
     "current_task", "doorbell", "sleep", "sleep_until", "spawn", "Arena", "ArenaStats",
-    "pool_size_for",
+    "pool_size_for", "Access", "Field", "MmioWindow", "Register", "RegisterMap",
+    "unlink_window",
 }
 
 

@@ -9,6 +9,8 @@ import them from ``qpuos.kernel.scheduler`` and ``qpuos.kernel.syscall``.
 
 Memory: ``Arena`` (first-fit or TLSF allocator whose state lives in the buffer it
 manages, shareable between processes), ``ArenaStats`` and ``pool_size_for``.
+Devices: ``RegisterMap`` of ``Register``/``Field`` declarations with ``Access`` rules,
+read and written through an ``MmioWindow`` (emulated in shared memory, or a real BAR).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from qpuos.kernel.irq import (
     doorbell,
 )
 from qpuos.kernel.mheap import Arena, ArenaStats, pool_size_for
+from qpuos.kernel.mmio import Access, Field, MmioWindow, Register, RegisterMap, unlink_window
 from qpuos.kernel.scheduler import (
     Event,
     Lock,
@@ -43,14 +46,19 @@ from qpuos.kernel.scheduler import (
 )
 
 __all__ = [
+    "Access",
     "Arena",
     "ArenaStats",
     "Event",
     "EventSource",
     "FdSource",
+    "Field",
     "IrqSource",
     "Lock",
+    "MmioWindow",
     "Queue",
+    "Register",
+    "RegisterMap",
     "Scheduler",
     "SignalSource",
     "Task",
@@ -69,4 +77,5 @@ __all__ = [
     "sleep",
     "sleep_until",
     "spawn",
+    "unlink_window",
 ]

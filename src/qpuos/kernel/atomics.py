@@ -14,6 +14,14 @@ each call also pays numba's dispatch (~0.2-0.5 µs).
 Ordering: ``load_acquire`` / ``store_release`` pair up (what is written before a release
 store is visible after the acquire load that sees it); ``cas`` and ``fetch_add`` are
 sequentially consistent.
+
+``fetch_or`` and ``fetch_and`` work on an array of any unsigned width (``uint8`` to
+``uint64``: register windows have 8-, 16-, 32- and 64-bit registers) and return a value
+of that width; they are sequentially consistent too. Their operand is truncated to the
+width; give it as an ``int64`` (a 64-bit mask with bit 63 set as its two's complement,
+``mask - 2**64``): numba cannot dispatch a Python int above ``2**63 - 1`` to a function
+it already compiled for ``int64``. ``fence`` is a full barrier (``mfence`` on x86-64,
+``dmb ish`` on arm64).
 """
 
 from __future__ import annotations
@@ -25,7 +33,10 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["cas", "fetch_add", "load_acquire", "store_release", "words"]
+__all__ = [
+    "cas", "fence", "fetch_add", "fetch_and", "fetch_or", "load_acquire", "store_release",
+    "words",
+]
 
 
 def _word_pointer(context: Any, builder: Any, arr_type: Any, arr: Any, index: Any) -> Any:
@@ -84,11 +95,45 @@ def _store_release_ir(typingctx: Any, arr: Any, index: Any, value: Any) -> Any:
     return sig, codegen
 
 
+def _rmw_intrinsic(op: str) -> Any:
+    """An intrinsic ``(arr, index, operand) -> old`` doing atomic ``op`` at the array's width."""
+
+    def typer(typingctx: Any, arr: Any, index: Any, operand: Any) -> Any:
+        if not (isinstance(arr, types.Array) and arr.dtype in types.unsigned_domain):
+            return None
+        sig = arr.dtype(arr, index, operand)
+
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            arr_type = signature.args[0]
+            ptr = _word_pointer(context, builder, arr_type, args[0], args[1])
+            val = context.cast(builder, args[2], signature.args[2], arr_type.dtype)
+            return builder.atomic_rmw(op, ptr, val, "seq_cst")
+
+        return sig, codegen
+
+    typer.__name__ = f"_fetch_{op}_ir"
+    return intrinsic(typer)
+
+
+@intrinsic
+def _fence_ir(typingctx: Any) -> Any:
+    sig = types.void()
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 # Typed as Any: numba's stubs type an intrinsic's call as taking its typing context too.
 _cas: Any = _cas_ir
 _fetch_add: Any = _fetch_add_ir
 _load_acquire: Any = _load_acquire_ir
 _store_release: Any = _store_release_ir
+_fetch_or: Any = _rmw_intrinsic("or")
+_fetch_and: Any = _rmw_intrinsic("and")
+_fence: Any = _fence_ir
 
 
 @njit(cache=True, inline="always")
@@ -116,6 +161,29 @@ def load_acquire(arr: Any, index: int) -> int:
 def store_release(arr: Any, index: int, value: int) -> None:
     """Write word ``index``; earlier writes cannot move after this one."""
     _store_release(arr, index, value)
+
+
+@njit(cache=True, inline="always")
+def fetch_or(arr: Any, index: int, mask: int) -> int:
+    """OR ``mask`` into element ``index`` of an unsigned array; returns the value before."""
+    return _fetch_or(arr, index, mask)  # type: ignore[no-any-return]
+
+
+@njit(cache=True, inline="always")
+def fetch_and(arr: Any, index: int, mask: int) -> int:
+    """AND ``mask`` into element ``index`` of an unsigned array; returns the value before.
+
+    >>> r = np.array([0b1010], dtype=np.uint32)
+    >>> int(fetch_or(r, 0, 0b0101)), int(fetch_and(r, 0, 0b0011)), int(r[0])
+    (10, 15, 3)
+    """
+    return _fetch_and(arr, index, mask)  # type: ignore[no-any-return]
+
+
+@njit(cache=True, inline="always")
+def fence() -> None:
+    """Full memory barrier: no load or store moves across it, in either direction."""
+    _fence()
 
 
 def words(buffer: Any, offset: int = 0, count: int | None = None) -> np.ndarray[Any, Any]:
