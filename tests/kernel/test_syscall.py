@@ -388,3 +388,23 @@ def test_buffer_helpers_refuse_bad_input() -> None:
     assert CString(None).address == 0
     with pytest.raises(UsageError, match=r"^signal number 65 is outside 1\.\.64$"):
         sc.signalfd4(-1, [65])
+
+
+def test_generated_name_tables_agree_with_the_numbers_qpuos_calls() -> None:
+    from qpuos._ffi.sysnames import NAMES
+    from qpuos._ffi.sysnr import TABLES
+
+    for arch, table in TABLES.items():
+        wrong = {(name, nr, NAMES[arch].get(nr)) for name, nr in table.items()
+                 if NAMES[arch].get(nr) != name}
+        assert wrong == set(), arch
+
+
+def test_calls_qpuos_never_makes_still_have_names() -> None:
+    from qpuos.kernel.syscall import syscall_name, syscall_number
+
+    if syscall_number("getpid") == 39:  # x86_64
+        assert (syscall_name(230), syscall_name(0)) == ("clock_nanosleep", "read")
+    else:
+        assert (syscall_name(115), syscall_name(63)) == ("clock_nanosleep", "read")
+    assert syscall_name(100_000) == "syscall 100000"

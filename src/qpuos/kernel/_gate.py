@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from qpuos._ffi.libc import BY_ARITY, CString, RawBuffer, get_errno
+from qpuos._ffi import sysnames
 from qpuos._ffi.sysnr import numbers
 from qpuos.errors import UnsupportedArchitecture, UsageError
 
@@ -44,7 +45,8 @@ def _load_table() -> Mapping[str, int]:
 
 
 NR: Mapping[str, int] = _load_table()
-_NAMES: dict[int, str] = {nr: name for name, nr in NR.items()}
+_NAMES: dict[int, str] = {**sysnames.NAMES.get(platform.machine(), {}),
+                          **{nr: name for name, nr in NR.items()}}
 
 
 def syscall_number(name: str, *, machine: str | None = None) -> int:
