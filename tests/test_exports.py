@@ -22,7 +22,7 @@ ERRORS = {
     "HeapExhausted", "DoubleFree", "InvalidPointer", "HeapCorrupted", "HeapLockError",
     "UnsupportedArchitecture", "IrqError", "InvalidVector", "VectorInUse", "SchedulerError",
     "RealtimeError", "MmioError", "IsaError", "ControllerError", "DeviceLost", "DeviceFault",
-    "DeviceTimeout",
+    "DeviceTimeout", "BpfError", "BtfError", "CoreRelocationError", "VerifierRejected",
 }
 
 

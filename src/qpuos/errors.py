@@ -40,10 +40,18 @@ The tree::
     ├── MmioError                   a register window refused an access: unknown register
     │                               or field, out of range, misaligned, read-only write
     ├── IsaError                    an instruction stream that cannot be encoded or decoded
+    ├── BpfError                    the eBPF layer could not do what was asked
+    │   ├── BtfError                BTF data that cannot be parsed (names the offset)
+    │   ├── CoreRelocationError     a CO-RE relocation the target kernel cannot satisfy
+    │   │                           (names the struct, the field and the object)
+    │   └── VerifierRejected        the kernel's verifier refused a program (log attached)
     └── ControllerError             the QPU controller could not complete a run
         ├── DeviceLost              the controller process died (names it and its status)
         ├── DeviceFault             the controller reported a fault (code, sequence number)
         └── DeviceTimeout           the controller did not answer in time (also TimeoutError)
+
+None of the eBPF errors is an ``OSError``: a refusal by ``bpf(2)`` that is not the
+verifier's (EPERM, ENOMEM, ...) stays the ``OSError`` subclass the syscall gate raises.
 
 Messages say what was observed and what to do next. The CLI prints
 ``ClassName: message`` and exits 2 for any of these.
@@ -52,8 +60,11 @@ Messages say what was observed and what to do next. The CLI prints
 from __future__ import annotations
 
 __all__ = [
+    "BpfError",
+    "BtfError",
     "ClosedResourceError",
     "ControllerError",
+    "CoreRelocationError",
     "DeviceError",
     "DeviceFault",
     "DeviceFormatError",
@@ -89,6 +100,7 @@ __all__ = [
     "UsageError",
     "VectorInUse",
     "VerificationError",
+    "VerifierRejected",
     "WouldBlock",
 ]
 
@@ -281,3 +293,48 @@ class DeviceFault(ControllerError):
 
 class DeviceTimeout(ControllerError, TimeoutError):
     """The controller did not answer within the timeout."""
+
+
+class BpfError(QpuosError):
+    """The eBPF layer could not do what was asked."""
+
+
+class BtfError(BpfError):
+    """BTF data that cannot be parsed: bad magic, a truncated section, an unknown kind."""
+
+
+class VerifierRejected(BpfError):
+    """The kernel's verifier refused a program.
+
+    Attributes:
+        program: the program's name.
+        errno: the errno ``BPF_PROG_LOAD`` returned (EACCES or EINVAL, usually).
+        log: the verifier log, as text (may be truncated at the log buffer's size).
+    """
+
+    def __init__(self, message: str, *, program: str = "", errno: int = 0,
+                 log: str = "") -> None:
+        super().__init__(message)
+        self.program = program
+        self.errno = errno
+        self.log = log
+
+
+class CoreRelocationError(BpfError):
+    """A CO-RE relocation of an object cannot be satisfied by the target kernel's BTF:
+    the type or field does not exist there (never skipped silently).
+
+    Attributes:
+        obj: the object file (or name) the relocation comes from.
+        program: the program (section) holding the instruction.
+        type_name: the struct, union or enum the program refers to.
+        field: the missing member or enumerator ("" for a whole missing type).
+    """
+
+    def __init__(self, message: str, *, obj: str = "", program: str = "",
+                 type_name: str = "", field: str = "") -> None:
+        super().__init__(message)
+        self.obj = obj
+        self.program = program
+        self.type_name = type_name
+        self.field = field
