@@ -10,8 +10,8 @@ import platform
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-from qpuos._ffi.libc import BY_ARITY, CString, RawBuffer, get_errno
 from qpuos._ffi import sysnames
+from qpuos._ffi.libc import BY_ARITY, CString, RawBuffer, get_errno
 from qpuos._ffi.sysnr import numbers
 from qpuos.errors import UnsupportedArchitecture, UsageError
 
