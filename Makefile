@@ -15,9 +15,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	@mkdir -p out
-	$(VENV)/bin/qpuos devices
-	$(VENV)/bin/qpuos compile src/qpuos/quantum/data/demo.qasm --device ibm_falcon_27 \
-		-o out/demo_routed.qasm --report out/demo_report.json --plot out/demo_gantt.png
+	$(VENV)/bin/qpuos demo --out out
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q

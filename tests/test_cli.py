@@ -266,3 +266,65 @@ def test_no_optimize_keeps_every_inserted_swap(capsys: pytest.CaptureFixture[str
     written = load_qasm(out).count_ops().get("swap", 0)
     assert report["verified"] is True
     assert written == report["swaps"]
+
+
+# --- qpuos run / qpuos demo ------------------------------------------------------------
+
+BELL = HEADER + "qreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n"
+
+
+def test_run_prints_counts_and_writes_json(capsys: pytest.CaptureFixture[str],
+                                           tmp_path: Path) -> None:
+    src = write(tmp_path / "bell.qasm", BELL)
+    out = tmp_path / "r.json"
+    code, stdout, err = run(capsys, "run", str(src), "--device", "ibm_falcon_27",
+                            "--shots", "400", "--seed", "3", "--json", str(out))
+    assert (code, err) == (0, "")
+    assert re.search(r"^  (00|11)  \d+$", stdout, re.M)
+    assert re.search(r"issue lateness p50 [\d.]+ us, p99 [\d.]+ us", stdout)
+    report = json.loads(out.read_text())
+    assert set(report["counts"]) <= {"00", "11"} and sum(report["counts"].values()) == 400
+    assert {"p50", "p99", "max"} <= set(report["lateness_ns"])
+    assert {"end_to_end_ns", "ring_latency_ns", "dilation", "gc", "realtime"} <= set(report)
+    assert files_under(tmp_path) == {"bell.qasm", "r.json"}
+
+
+@pytest.mark.parametrize(("argv", "pattern"), [
+    (["--device", "nowhere_9"], r"^DeviceNotFound: "),
+    (["--device", "line:2", "--shots", "0"], r"^usage: "),
+])
+def test_run_bad_input_exits_2_with_one_line(capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path, argv: list[str],
+                                             pattern: str) -> None:
+    src = write(tmp_path / "bell.qasm", BELL)
+    code, _, err = run(capsys, "run", str(src), *argv)
+    assert code == 2
+    assert re.search(pattern, err, re.M), err
+    assert "Traceback" not in err
+
+
+def test_run_missing_file_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "run", str(tmp_path / "none.qasm"), "--device", "line:2")
+    assert code == 2
+    one_line(err, r"^FileNotFoundError: .*none\.qasm: ")
+
+
+def test_demo_checks_every_layer_and_saves_the_charts(capsys: pytest.CaptureFixture[str],
+                                                      tmp_path: Path) -> None:
+    code, out, err = run(capsys, "demo", "--out", str(tmp_path), "--shots", "500",
+                         "--no-pin")
+    assert code == 0, out + err
+    for figure in ("qubits / SWAPs", "issue lateness p50 / p99", "first record",
+                   "GC runs so far", "chi-square / bound"):
+        assert figure in out
+    assert out.count("pass") == 2
+    for name in ("demo_ghz_gantt.png", "demo_qft_gantt.png"):
+        assert (tmp_path / name).read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_demo_into_a_file_exits_2_before_any_work(capsys: pytest.CaptureFixture[str],
+                                                  tmp_path: Path) -> None:
+    blocker = write(tmp_path / "file", "")
+    code, out, err = run(capsys, "demo", "--out", str(blocker / "charts"))
+    assert (code, out) == (2, "")
+    one_line(err, r"^NotADirectoryError: .*file/charts: ")

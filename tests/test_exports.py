@@ -12,6 +12,7 @@ QUANTUM = {
     "decompose_multiqubit", "describe_devices", "dump_qasm", "grid_device",
     "heavy_hex_device", "line_device", "load_device", "load_qasm", "parse_qasm",
     "require_fits", "ring_device", "save_qasm", "schedule", "simulate", "verify_routed",
+    "IsaRecord", "Opcode",
 }
 
 ERRORS = {
@@ -65,4 +66,35 @@ def test_kernel_layer_exports_exactly_its_public_names() -> None:
 
     assert set(qpuos.kernel.__all__) ^ KERNEL == set()
     missing = {name for name in KERNEL if not hasattr(qpuos.kernel, name)}
+    assert missing == set()
+
+
+DEVICE = {
+    "DEVICE_ID", "QPU_REGISTERS", "FaultCode", "IrqBit", "LatencyStats", "Qpu", "QpuState",
+    "RunResult", "format_counts", "pick_dilation", "run_on_device",
+}
+
+
+def test_device_layer_exports_exactly_its_public_names() -> None:
+    import qpuos.device
+
+    assert set(qpuos.device.__all__) ^ DEVICE == set()
+    missing = {name for name in DEVICE if not hasattr(qpuos.device, name)}
+    assert missing == set()
+
+
+BPF = {
+    "ArrayMap", "BpfError", "BpfMap", "BpfObject", "BpfProgram", "Btf", "BtfError", "BtfKind",
+    "BtfMember", "BtfType", "CoreRelocationError", "HashMap", "Link", "PerCpuArrayMap",
+    "PerCpuHashMap", "ProgType", "ProgramRun", "RingBuffer", "SocketFilter",
+    "SyscallCounter", "VerifierRejected", "attach_raw_tracepoint", "attach_socket_filter",
+    "attach_tracepoint", "get_pinned", "load_program", "pin", "trace_syscalls",
+}
+
+
+def test_bpf_layer_exports_exactly_its_public_names() -> None:
+    import qpuos.bpf
+
+    assert set(qpuos.bpf.__all__) ^ BPF == set()
+    missing = {name for name in BPF if not hasattr(qpuos.bpf, name)}
     assert missing == set()

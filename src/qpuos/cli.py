@@ -1,8 +1,9 @@
 """The ``qpuos`` command. Thin: parse arguments, call the library, print.
 
 Exit codes: 0 success; 2 bad input (unreadable or invalid file, unknown device, circuit
-wider than the device, bad option); 3 a compiled result failed its own verification (a
-bug in qpuos); 130 interrupted.
+wider than the device, bad option) or a device error (the controller faulted, died or
+timed out); 3 a compiled result failed its own verification (a bug in qpuos); 4 a
+``qpuos demo`` result failed its statistical check; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from qpuos.errors import QpuosError, UsageError, VerificationError
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_VERIFY_FAILED = 0, 2, 3
+EXIT_OK, EXIT_BAD_INPUT, EXIT_VERIFY_FAILED, EXIT_CHECK_FAILED = 0, 2, 3, 4
 
 _EPILOG = """exit codes:
   0  success
-  2  bad input: unreadable or invalid file, unknown device, circuit wider than device
+  2  bad input: unreadable or invalid file, unknown device, circuit wider than device;
+     or a device error: the QPU controller faulted, died or timed out
   3  the compiled result failed its own verification (a bug in qpuos: please report)
+  4  qpuos demo: a result failed its statistical check
 """
 
 
@@ -78,6 +81,48 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from qpuos._atomic import atomic_write_text
+    from qpuos.device import run_on_device
+    from qpuos.quantum.compile import compile_circuit
+    from qpuos.quantum.device import load_device
+    from qpuos.quantum.qasm import load_qasm
+    from qpuos.quantum.routing import RoutingOptions
+
+    circuit = load_qasm(args.input)
+    device = load_device(args.device)
+    compiled = compile_circuit(circuit, device, options=RoutingOptions(seed=args.seed or 0))
+    result = run_on_device(compiled, shots=args.shots, seed=args.seed)
+    lat = result.lateness
+    print(f"{args.input} on {device.name}: {result.shots} shots, "
+          f"{compiled.routed.swaps} SWAPs, makespan {compiled.schedule.makespan_ns:,.0f} ns")
+    for key, n in sorted(result.counts.items(), key=lambda kv: (-kv[1], kv[0]))[:16]:
+        print(f"  {key}  {n}")
+    if len(result.counts) > 16:
+        print(f"  ... {len(result.counts) - 16} more outcomes (all of them in --json)")
+    print(f"issue lateness p50 {lat.p50_ns / 1e3:.1f} us, p99 {lat.p99_ns / 1e3:.1f} us, "
+          f"max {lat.max_ns / 1e3:.1f} us over {lat.count} records (dilation "
+          f"x{result.dilation:.1f}); ring {result.ring_latency_ns / 1e3:.1f} us; "
+          f"end to end {result.end_to_end_ns / 1e6:.2f} ms")
+    if args.json:
+        report = result.to_json()
+        report.update(input=str(args.input), device=device.name, seed=args.seed,
+                      swaps=compiled.routed.swaps,
+                      makespan_ns=compiled.schedule.makespan_ns)
+        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from qpuos._term import console
+    from qpuos.device.demo import render_demo, run_demo
+
+    report = run_demo(args.out, shots=args.shots, pin=not args.no_pin)
+    render_demo(report, console)
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from qpuos.bench import run_benchmark
 
@@ -125,6 +170,34 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="print JSON instead of a table")
     d.set_defaults(func=_cmd_devices)
 
+    r = sub.add_parser(
+        "run", help="compile a circuit and run it on the emulated QPU",
+        description="Compile IN.qasm for a device, stream it to an emulated QPU controller "
+                    "and print the counts (Qiskit's bit order) and the latency figures.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("input", metavar="IN.qasm", help="OpenQASM 2.0 file")
+    r.add_argument("--device", "-d", required=True, metavar="NAME_OR_JSON",
+                   help="built-in name, generator form or device JSON (see compile)")
+    r.add_argument("--shots", type=_pos_int, default=1000, help="shots (default 1000)")
+    r.add_argument("--json", metavar="R.json",
+                   help="write counts and latency statistics as JSON (atomically)")
+    r.add_argument("--seed", type=_nonneg_int, default=None,
+                   help="routing and measurement seed (default: routing 0, random draws)")
+    r.set_defaults(func=_cmd_run)
+
+    m = sub.add_parser(
+        "demo", help="GHZ and QFT end to end on ibm_falcon_27, checked, with a report",
+        description="Compile GHZ and QFT circuits for ibm_falcon_27, run them on an "
+                    "emulated controller, check the counts against the exact distributions "
+                    "and report every layer; saves the Gantt charts.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    m.add_argument("--out", default="out", metavar="DIR",
+                   help="folder for the Gantt charts (default out)")
+    m.add_argument("--shots", type=_pos_int, default=2000, help="shots per circuit")
+    m.add_argument("--no-pin", action="store_true",
+                   help="do not pin the controller or ask for SCHED_FIFO")
+    m.set_defaults(func=_cmd_demo)
+
     b = sub.add_parser(
         "bench", help="run a benchmark beside its anchor (e.g. `qpuos bench route`)",
         description="Run a benchmark from benchmarks/ beside its anchor; it writes JSON and "
@@ -133,7 +206,15 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("name", metavar="NAME", help="benchmark name, e.g. route")
     b.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
     b.set_defaults(func=_cmd_bench)
+    _mount_groups(sub)
     return p
+
+
+def _mount_groups(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The command groups each layer keeps beside its code (``LAYER/_cli.py``)."""
+    from qpuos.bpf._cli import add_trace_parser
+
+    add_trace_parser(sub)
 
 
 def _pos_int(text: str) -> int:

@@ -10,6 +10,7 @@ from qpuos.quantum.circuit import Circuit, Condition, Instruction, Register
 from qpuos.quantum.compile import CompileResult, compile_circuit
 from qpuos.quantum.dag import DAG
 from qpuos.quantum.decompose import decompose_multiqubit
+from qpuos.quantum.isa import IsaRecord, Opcode
 from qpuos.quantum.device import (
     Device,
     builtin_device_names,
@@ -35,6 +36,8 @@ __all__ = [
     "Device",
     "DurationModel",
     "Instruction",
+    "IsaRecord",
+    "Opcode",
     "Register",
     "RoutedCircuit",
     "RoutingOptions",

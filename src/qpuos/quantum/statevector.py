@@ -40,6 +40,8 @@ __all__ = [
     "State",
     "apply_gate",
     "fidelity",
+    "kernel_1q",
+    "kernel_2q",
     "permute_qubits",
     "random_state",
     "simulate",
@@ -150,6 +152,22 @@ def _k2_mono(psi: Any, s0: int, s1: int, o: Any, d: Any) -> None:
             psi[i0 + s1] = d1 * v1
             psi[i0 + s0] = d2 * v2
             psi[i0 + s0 + s1] = d3 * v3
+
+
+@_jit
+def kernel_1q(psi: Any, s0: int, m: Any) -> None:
+    """Apply the 2x2 matrix ``m`` in place to the qubit of stride ``s0`` of the flat
+    state ``psi`` (numba, callable from other numba code: the emulated controller
+    executes one instruction with it, no Python in between)."""
+    _k1(psi, s0, m[0, 0], m[0, 1], m[1, 0], m[1, 1])
+
+
+@_jit
+def kernel_2q(psi: Any, s0: int, s1: int, m: Any) -> None:
+    """Apply the 4x4 matrix ``m`` in place to the qubits of strides ``s0`` (the matrix's
+    most significant bit) and ``s1`` of the flat state ``psi`` (numba, like
+    :func:`kernel_1q`)."""
+    _k2(psi, s0, s1, m)
 
 
 # ---------------------------------------------------------------------------------------
