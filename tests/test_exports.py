@@ -24,6 +24,7 @@ ERRORS = {
     "UnsupportedArchitecture", "IrqError", "InvalidVector", "VectorInUse", "SchedulerError",
     "RealtimeError", "MmioError", "IsaError", "ControllerError", "DeviceLost", "DeviceFault",
     "DeviceTimeout", "BpfError", "BtfError", "CoreRelocationError", "VerifierRejected",
+    "ShardError", "ClusterError", "NodeLost",
 }
 
 
@@ -97,4 +98,20 @@ def test_bpf_layer_exports_exactly_its_public_names() -> None:
 
     assert set(qpuos.bpf.__all__) ^ BPF == set()
     missing = {name for name in BPF if not hasattr(qpuos.bpf, name)}
+    assert missing == set()
+
+
+CLUSTER = {
+    "CalibrationCheck", "CalibrationReport", "Cluster", "ClusterError", "ControllerExecutor",
+    "Correlation", "Drift", "Executor", "JobResult", "MODES", "Mode", "NodeLost",
+    "NodeStatus", "ShardError", "ShardedSimulator", "SimulatorExecutor", "SyncStats",
+    "bell_circuit", "calibrate", "default_executor", "ghz_circuit",
+}
+
+
+def test_cluster_layer_exports_exactly_its_public_names() -> None:
+    import qpuos.cluster
+
+    assert set(qpuos.cluster.__all__) ^ CLUSTER == set()
+    missing = {name for name in CLUSTER if not hasattr(qpuos.cluster, name)}
     assert missing == set()

@@ -213,7 +213,9 @@ def _parser() -> argparse.ArgumentParser:
 def _mount_groups(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The command groups each layer keeps beside its code (``LAYER/_cli.py``)."""
     from qpuos.bpf._cli import add_trace_parser
+    from qpuos.cluster._cli import add_cluster_parser
 
+    add_cluster_parser(sub)
     add_trace_parser(sub)
 
 

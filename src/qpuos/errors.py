@@ -45,10 +45,14 @@ The tree::
     │   ├── CoreRelocationError     a CO-RE relocation the target kernel cannot satisfy
     │   │                           (names the struct, the field and the object)
     │   └── VerifierRejected        the kernel's verifier refused a program (log attached)
-    └── ControllerError             the QPU controller could not complete a run
-        ├── DeviceLost              the controller process died (names it and its status)
-        ├── DeviceFault             the controller reported a fault (code, sequence number)
-        └── DeviceTimeout           the controller did not answer in time (also TimeoutError)
+    ├── ControllerError             the QPU controller could not complete a run
+    │   ├── DeviceLost              the controller process died (names it and its status)
+    │   ├── DeviceFault             the controller reported a fault (code, sequence number)
+    │   └── DeviceTimeout           the controller did not answer in time (also TimeoutError)
+    ├── ShardError                  a sharded state vector could not be built, run or kept
+    │                               consistent (e.g. over the per-shard memory limit)
+    └── ClusterError                the Ray cluster or its QPU nodes could not run the jobs
+        └── NodeLost                a QPU node died and no other node could take its jobs
 
 None of the eBPF errors is an ``OSError``: a refusal by ``bpf(2)`` that is not the
 verifier's (EPERM, ENOMEM, ...) stays the ``OSError`` subclass the syscall gate raises.
@@ -63,6 +67,7 @@ __all__ = [
     "BpfError",
     "BtfError",
     "ClosedResourceError",
+    "ClusterError",
     "ControllerError",
     "CoreRelocationError",
     "DeviceError",
@@ -81,6 +86,7 @@ __all__ = [
     "IrqError",
     "IsaError",
     "MmioError",
+    "NodeLost",
     "PeerDied",
     "QasmError",
     "QasmSemanticError",
@@ -95,6 +101,7 @@ __all__ = [
     "RingTimeout",
     "RoutingError",
     "SchedulerError",
+    "ShardError",
     "TopologyError",
     "UnsupportedArchitecture",
     "UsageError",
@@ -338,3 +345,15 @@ class CoreRelocationError(BpfError):
         self.program = program
         self.type_name = type_name
         self.field = field
+
+
+class ShardError(QpuosError):
+    """A sharded state vector could not be built, run, or kept consistent."""
+
+
+class ClusterError(QpuosError):
+    """The Ray cluster or its QPU nodes could not run what was asked."""
+
+
+class NodeLost(ClusterError):
+    """A QPU node died and no other node could take over its jobs."""
