@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,qiskit]"
+	$(PY) -m pip install --quiet -e ".[dev,qiskit,cluster]"
 	touch $(STAMP)
 
 demo: $(STAMP)
