@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-route clean
+.PHONY: demo test lint bench-route boot-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,5 +30,9 @@ bench-route: $(STAMP)
 	@mkdir -p out
 	$(VENV)/bin/qpuos bench route --json out/bench_route.json
 
+# QEMU, Debian's python3.11 and a guest kernel for `qpuos boot` and its tests (root, apt)
+boot-deps:
+	bash scripts/ci_boot_deps.sh
+
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) out .cache .pytest_cache .mypy_cache .ruff_cache

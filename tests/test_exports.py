@@ -24,7 +24,10 @@ ERRORS = {
     "UnsupportedArchitecture", "IrqError", "InvalidVector", "VectorInUse", "SchedulerError",
     "RealtimeError", "MmioError", "IsaError", "ControllerError", "DeviceLost", "DeviceFault",
     "DeviceTimeout", "BpfError", "BtfError", "CoreRelocationError", "VerifierRejected",
-    "ShardError", "ClusterError", "NodeLost",
+    "ShardError", "ClusterError", "NodeLost", "FirmwareError", "MetadataError",
+    "SignatureError", "ExpiredMetadata", "RollbackAttack", "MetadataMismatch", "LengthExceeded",
+    "ChunkError", "SlotError", "FirmwareTransportError", "FirmwareTimeout", "RegistryError",
+    "BootError", "ImageError", "BootFailed",
 }
 
 
@@ -114,4 +117,25 @@ def test_cluster_layer_exports_exactly_its_public_names() -> None:
 
     assert set(qpuos.cluster.__all__) ^ CLUSTER == set()
     missing = {name for name in CLUSTER if not hasattr(qpuos.cluster, name)}
+    assert missing == set()
+
+
+FIRMWARE = {
+    "BootState", "BootedImage", "CertPaths", "ChunkError", "DeviceRecord", "DirectoryFetcher",
+    "Envelope", "ExpiredMetadata", "Fetcher", "FirmwareError", "FirmwareServer",
+    "FirmwareTimeout", "FirmwareTransportError", "ImageRecord", "LengthExceeded", "MetaFile",
+    "MetadataError", "MetadataMismatch", "Registry", "RegistryError", "RollbackAttack", "Root",
+    "ServerStats", "SignatureError", "SlotError", "SlotStore", "Snapshot", "SqliteRegistry",
+    "TargetFile", "Targets", "Timestamp", "TlsFetcher", "UpdateAgent", "UpdateResult",
+    "client_context", "describe_image", "keygen", "make_certs", "provision_device",
+    "refresh_timestamp", "rotate_keys", "serve_in_thread", "server_context", "sign_image",
+    "sign_metadata", "update_device", "verify_envelope",
+}
+
+
+def test_firmware_layer_exports_exactly_its_public_names() -> None:
+    import qpuos.firmware
+
+    assert set(qpuos.firmware.__all__) ^ FIRMWARE == set()
+    missing = {name for name in FIRMWARE if not hasattr(qpuos.firmware, name)}
     assert missing == set()

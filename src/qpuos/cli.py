@@ -214,8 +214,12 @@ def _mount_groups(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """The command groups each layer keeps beside its code (``LAYER/_cli.py``)."""
     from qpuos.bpf._cli import add_trace_parser
     from qpuos.cluster._cli import add_cluster_parser
+    from qpuos.firmware._cli import add_fw_parser
+    from qpuos.kernel.boot._cli import add_boot_parser
 
+    add_boot_parser(sub)
     add_cluster_parser(sub)
+    add_fw_parser(sub)
     add_trace_parser(sub)
 
 

@@ -51,8 +51,25 @@ The tree::
     │   └── DeviceTimeout           the controller did not answer in time (also TimeoutError)
     ├── ShardError                  a sharded state vector could not be built, run or kept
     │                               consistent (e.g. over the per-shard memory limit)
-    └── ClusterError                the Ray cluster or its QPU nodes could not run the jobs
-        └── NodeLost                a QPU node died and no other node could take its jobs
+    ├── ClusterError                the Ray cluster or its QPU nodes could not run the jobs
+    │   └── NodeLost                a QPU node died and no other node could take its jobs
+    ├── BootError                   building or booting the controller's OS image failed
+    │   ├── ImageError              the image could not be built or read (names what is
+    │   │                           missing: interpreter, library, a bad cpio)
+    │   └── BootFailed              the guest booted but a stage failed, or never reported
+    └── FirmwareError               a firmware update could not go ahead
+        ├── MetadataError           metadata that is not well-formed (names the field)
+        │   ├── SignatureError      too few valid signatures from the role's keys
+        │   ├── ExpiredMetadata     a role's metadata is past its expiry (freeze attack)
+        │   ├── RollbackAttack      a version went back (metadata or image)
+        │   ├── MetadataMismatch    the roles disagree: hashes or versions do not match
+        │   │                       what the role above recorded (mix-and-match)
+        │   └── LengthExceeded      more bytes than the signed length (endless data)
+        ├── ChunkError              a downloaded chunk does not match its signed hash
+        ├── SlotError               the A/B slots cannot boot or install as asked
+        ├── FirmwareTransportError  the TLS connection failed, was refused or timed out
+        │   └── FirmwareTimeout     no answer in time (also a TimeoutError)
+        └── RegistryError           the fleet registry refused a write or a read
 
 None of the eBPF errors is an ``OSError``: a refusal by ``bpf(2)`` that is not the
 verifier's (EPERM, ENOMEM, ...) stays the ``OSError`` subclass the syscall gate raises.
@@ -64,8 +81,11 @@ Messages say what was observed and what to do next. The CLI prints
 from __future__ import annotations
 
 __all__ = [
+    "BootError",
+    "BootFailed",
     "BpfError",
     "BtfError",
+    "ChunkError",
     "ClosedResourceError",
     "ClusterError",
     "ControllerError",
@@ -77,14 +97,22 @@ __all__ = [
     "DeviceNotFound",
     "DeviceTimeout",
     "DoubleFree",
+    "ExpiredMetadata",
+    "FirmwareError",
+    "FirmwareTimeout",
+    "FirmwareTransportError",
     "HeapCorrupted",
     "HeapError",
     "HeapExhausted",
     "HeapLockError",
+    "ImageError",
     "InvalidPointer",
     "InvalidVector",
     "IrqError",
     "IsaError",
+    "LengthExceeded",
+    "MetadataError",
+    "MetadataMismatch",
     "MmioError",
     "NodeLost",
     "PeerDied",
@@ -94,14 +122,18 @@ __all__ = [
     "QpuosError",
     "QpuosInternalError",
     "RealtimeError",
+    "RegistryError",
     "RingCorrupted",
     "RingEmpty",
     "RingError",
     "RingFull",
     "RingTimeout",
+    "RollbackAttack",
     "RoutingError",
     "SchedulerError",
     "ShardError",
+    "SignatureError",
+    "SlotError",
     "TopologyError",
     "UnsupportedArchitecture",
     "UsageError",
@@ -357,3 +389,72 @@ class ClusterError(QpuosError):
 
 class NodeLost(ClusterError):
     """A QPU node died and no other node could take over its jobs."""
+
+
+class FirmwareError(QpuosError):
+    """A firmware update could not go ahead."""
+
+
+class MetadataError(FirmwareError):
+    """Update metadata that is not well-formed: a missing or mistyped field."""
+
+
+class SignatureError(MetadataError):
+    """A role's metadata lacks a threshold of valid signatures from its trusted keys."""
+
+
+class ExpiredMetadata(MetadataError):
+    """A role's metadata is past its expiry: the server may be replaying old state."""
+
+
+class RollbackAttack(MetadataError):
+    """A metadata or image version is lower than one already trusted or installed."""
+
+
+class MetadataMismatch(MetadataError):
+    """A role's metadata does not match the hash, length or version the role above it
+    signed: roles from different moments were mixed."""
+
+
+class LengthExceeded(MetadataError):
+    """A download sent more bytes than its signed (or configured) bound."""
+
+
+class ChunkError(FirmwareError):
+    """A downloaded chunk does not match its signed hash; it is discarded and re-fetched.
+
+    Attributes:
+        index: the chunk's index in the image.
+    """
+
+    def __init__(self, message: str, *, index: int = -1) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class SlotError(FirmwareError):
+    """The A/B slots cannot boot or install as asked (no verified image, bad state)."""
+
+
+class FirmwareTransportError(FirmwareError):
+    """The update connection failed: TLS refused, peer closed, protocol violated."""
+
+
+class FirmwareTimeout(FirmwareTransportError, TimeoutError):
+    """The peer did not answer within the timeout."""
+
+
+class RegistryError(FirmwareError):
+    """The fleet registry could not complete a read or a write."""
+
+
+class BootError(QpuosError):
+    """Base of the boot errors: building or booting the controller's OS image."""
+
+
+class ImageError(BootError):
+    """The image could not be built or read (missing interpreter, library, bad cpio)."""
+
+
+class BootFailed(BootError):
+    """The guest booted but a stage failed, or no summary line arrived in time."""

@@ -30,8 +30,8 @@ _X86_64: dict[str, int] = {
     "epoll_pwait": 281, "timerfd_create": 283, "timerfd_settime": 286,
     "timerfd_gettime": 287, "signalfd4": 289, "eventfd2": 290, "epoll_create1": 291,
     "perf_event_open": 298, "sched_setattr": 314, "sched_getattr": 315,
-    "memfd_create": 319, "bpf": 321, "pidfd_send_signal": 424, "pidfd_open": 434,
-    "close_range": 436, "epoll_pwait2": 441,
+    "finit_module": 313, "memfd_create": 319, "bpf": 321, "pidfd_send_signal": 424,
+    "pidfd_open": 434, "close_range": 436, "epoll_pwait2": 441,
 }
 
 # mirrors <asm-generic/unistd.h> (aarch64, 64-bit generic ABI)
@@ -43,8 +43,8 @@ _AARCH64: dict[str, int] = {
     "epoll_pwait": 22, "timerfd_create": 85, "timerfd_settime": 86,
     "timerfd_gettime": 87, "signalfd4": 74, "eventfd2": 19, "epoll_create1": 20,
     "perf_event_open": 241, "sched_setattr": 274, "sched_getattr": 275,
-    "memfd_create": 279, "bpf": 280, "pidfd_send_signal": 424, "pidfd_open": 434,
-    "close_range": 436, "epoll_pwait2": 441,
+    "finit_module": 273, "memfd_create": 279, "bpf": 280, "pidfd_send_signal": 424,
+    "pidfd_open": 434, "close_range": 436, "epoll_pwait2": 441,
 }
 
 TABLES: Mapping[str, Mapping[str, int]] = MappingProxyType({

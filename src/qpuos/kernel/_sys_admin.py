@@ -1,5 +1,5 @@
 """System-administration calls: mlockall, sched_setattr/getattr, bpf, perf_event_open,
-reboot, mount/umount2 (most need a capability).
+reboot, mount/umount2, finit_module (most need a capability).
 
 Typed wrappers over the gate (:mod:`qpuos.kernel._gate`); exported by
 :mod:`qpuos.kernel.syscall`.
@@ -16,7 +16,8 @@ from qpuos._ffi.structs import PerfEventAttr, SchedAttr
 from qpuos.errors import UsageError
 from qpuos.kernel._gate import call
 
-__all__ = ["PerfEventConfig", "SchedAttributes", "bpf", "mlockall", "mount", "munlockall",
+__all__ = ["PerfEventConfig", "SchedAttributes", "bpf", "finit_module", "mlockall", "mount",
+           "munlockall",
            "perf_event_open", "reboot", "sched_getattr", "sched_setattr", "umount2"]
 
 def mlockall(flags: int = MCL_CURRENT | MCL_FUTURE) -> None:
@@ -154,3 +155,21 @@ def umount2(target: str, flags: int = 0) -> None:
     """``umount2(2)``."""
     tgt = CString(target)
     call("umount2", tgt.address, flags)
+
+
+# ----------------------------------------------------------------------------- modules
+
+def finit_module(fd: int, params: str = "", flags: int = 0) -> None:
+    """``finit_module(2)``: load the kernel module in open file ``fd`` (a ``.ko``).
+
+    Needs CAP_SYS_MODULE and a kernel built with module support; used by a boot
+    image's PID 1 to load drivers (uio, uio_pci_generic) from files it carries.
+
+    Raises:
+        UnsupportedArchitecture: no syscall number for this machine.
+        FileExistsError: the module is already loaded (EEXIST).
+        PermissionError: no CAP_SYS_MODULE.
+        OSError: the kernel refused the module (ENOEXEC: wrong kernel version, ...).
+    """
+    p = CString(params)
+    call("finit_module", fd, p.address, flags)

@@ -10,7 +10,6 @@ from qpuos.quantum.circuit import Circuit, Condition, Instruction, Register
 from qpuos.quantum.compile import CompileResult, compile_circuit
 from qpuos.quantum.dag import DAG
 from qpuos.quantum.decompose import decompose_multiqubit
-from qpuos.quantum.isa import IsaRecord, Opcode
 from qpuos.quantum.device import (
     Device,
     builtin_device_names,
@@ -22,6 +21,7 @@ from qpuos.quantum.device import (
     require_fits,
     ring_device,
 )
+from qpuos.quantum.isa import IsaRecord, Opcode
 from qpuos.quantum.qasm import dump_qasm, load_qasm, parse_qasm, save_qasm
 from qpuos.quantum.routing import RoutedCircuit, RoutingOptions, SabreRouter
 from qpuos.quantum.statevector import simulate

@@ -1,0 +1,231 @@
+"""The fleet registry: per device, the running and target versions, when it was last
+seen and how its last update ended.
+
+:class:`Registry` is the seam: the update server talks only to it. :class:`SqliteRegistry`
+is the default, safe for several threads and processes on one host: WAL journal (readers
+never block the writer), every write in ``BEGIN IMMEDIATE`` (the write lock is taken at
+the start, so two read-modify-writes cannot interleave and lose an update), and a bounded
+retry with backoff when another writer holds the lock past ``busy_timeout``. A
+PostgreSQL registry for fleets served by several hosts, and staged rollouts with an
+error threshold, are to come behind the same protocol.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from qpuos.errors import ClosedResourceError, RegistryError
+
+__all__ = ["DeviceRecord", "Registry", "SqliteRegistry"]
+
+_T = TypeVar("_T")
+
+_SCHEMA = ("""
+CREATE TABLE IF NOT EXISTS devices (
+    device_id       TEXT PRIMARY KEY,
+    current_version TEXT,
+    target_version  TEXT,
+    last_seen       REAL NOT NULL,
+    last_result     TEXT,
+    reports         INTEGER NOT NULL DEFAULT 0
+)""", """
+CREATE TABLE IF NOT EXISTS settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT
+)""")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """One device's row: versions, last contact (epoch s), last result, report count."""
+
+    device_id: str
+    current_version: str | None
+    target_version: str | None
+    last_seen: float
+    last_result: str | None
+    reports: int
+
+
+class Registry(Protocol):
+    """What the update server needs from a fleet registry."""
+
+    def seen(self, device_id: str, *, version: str) -> DeviceRecord:
+        """Record that the device checked in running ``version``."""
+        ...
+
+    def report(self, device_id: str, *, version: str, result: str) -> DeviceRecord:
+        """Record an update's outcome; the device now runs ``version``."""
+        ...
+
+    def set_target(self, version: str, *, devices: Sequence[str] | None = None) -> int:
+        """Set the target version of ``devices`` (when None: all, and every device that
+        checks in later); returns how many rows changed."""
+        ...
+
+    def get(self, device_id: str) -> DeviceRecord | None:
+        """The device's row, or None."""
+        ...
+
+    def devices(self) -> list[DeviceRecord]:
+        """Every row, by device id."""
+        ...
+
+    def close(self) -> None:
+        """Release the connections (idempotent)."""
+        ...
+
+
+class SqliteRegistry:
+    """A :class:`Registry` in one SQLite file (see the module docstring).
+
+    Args:
+        path: the database file (created).
+        retries: attempts of a write that finds the database locked.
+        busy_timeout_ms: how long SQLite itself waits for the lock per attempt.
+
+    >>> import tempfile, os
+    >>> with tempfile.TemporaryDirectory() as d, SqliteRegistry(os.path.join(d, "f.db")) as r:
+    ...     _ = r.seen("dev-1", version="1.0")
+    ...     r.report("dev-1", version="1.1", result="updated").current_version
+    '1.1'
+    """
+
+    def __init__(self, path: str | Path, *, retries: int = 50,
+                 busy_timeout_ms: int = 2000) -> None:
+        self.path = Path(path)
+        self._retries = retries
+        self._busy = busy_timeout_ms
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._write(lambda db: [db.execute(statement) for statement in _SCHEMA])
+
+    def _db(self) -> sqlite3.Connection:
+        if self._closed:
+            raise ClosedResourceError(f"the registry {self.path} is closed")
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = sqlite3.connect(self.path, isolation_level=None,
+                                     check_same_thread=False)
+                db.execute(f"PRAGMA busy_timeout = {int(self._busy)}")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = NORMAL")
+            except sqlite3.Error as exc:
+                raise RegistryError(f"cannot open the registry {self.path}: {exc}; check "
+                                    "the path and its permissions") from exc
+            self._local.db = db
+            with self._lock:
+                self._all.append(db)
+        return db
+
+    def _write(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``body`` in one BEGIN IMMEDIATE transaction, retrying while locked."""
+        db = self._db()
+        for attempt in range(self._retries):
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise RegistryError(f"registry {self.path}: {exc}") from exc
+                time.sleep(min(0.2, 0.002 * 2 ** min(attempt, 7)) * random.random())
+                continue
+            try:
+                out = body(db)
+                db.execute("COMMIT")
+                return out
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        raise RegistryError(f"registry {self.path} stayed locked through {self._retries} "
+                            "attempts; another writer holds it, retry later")
+
+    def _row(self, db: sqlite3.Connection, device_id: str) -> DeviceRecord | None:
+        row = db.execute("SELECT device_id, current_version, target_version, last_seen, "
+                         "last_result, reports FROM devices WHERE device_id = ?",
+                         (device_id,)).fetchone()
+        return None if row is None else DeviceRecord(*row)
+
+    def _must_row(self, db: sqlite3.Connection, device_id: str) -> DeviceRecord:
+        rec = self._row(db, device_id)
+        if rec is None:
+            raise RegistryError(f"device {device_id!r} vanished inside a transaction")
+        return rec
+
+    def seen(self, device_id: str, *, version: str) -> DeviceRecord:
+        """Record a check-in (inserts the device on first contact)."""
+        def body(db: sqlite3.Connection) -> DeviceRecord:
+            db.execute("INSERT INTO devices (device_id, current_version, target_version, "
+                       "last_seen) VALUES (?, ?, (SELECT value FROM settings WHERE key = "
+                       "'default_target'), ?) ON CONFLICT(device_id) DO UPDATE SET "
+                       "current_version = excluded.current_version, "
+                       "last_seen = excluded.last_seen", (device_id, version, time.time()))
+            return self._must_row(db, device_id)
+        return self._write(body)
+
+    def report(self, device_id: str, *, version: str, result: str) -> DeviceRecord:
+        """Record an outcome; counts reports with a read-modify-write (no lost update)."""
+        def body(db: sqlite3.Connection) -> DeviceRecord:
+            old = self._row(db, device_id)
+            count = (old.reports if old else 0) + 1
+            db.execute("INSERT INTO devices (device_id, current_version, last_seen, "
+                       "last_result, reports) VALUES (?, ?, ?, ?, ?) "
+                       "ON CONFLICT(device_id) DO UPDATE SET current_version = "
+                       "excluded.current_version, last_seen = excluded.last_seen, "
+                       "last_result = excluded.last_result, reports = excluded.reports",
+                       (device_id, version, time.time(), result, count))
+            return self._must_row(db, device_id)
+        return self._write(body)
+
+    def set_target(self, version: str, *, devices: Sequence[str] | None = None) -> int:
+        """Set the target version (when ``devices`` is None: of every device, and the
+        default for new ones)."""
+        def body(db: sqlite3.Connection) -> int:
+            if devices is None:  # also the target of devices that check in later
+                db.execute("INSERT INTO settings (key, value) VALUES ('default_target', ?) "
+                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                           (version,))
+                return db.execute("UPDATE devices SET target_version = ?",
+                                  (version,)).rowcount
+            n = 0
+            for dev in devices:
+                db.execute("INSERT INTO devices (device_id, target_version, last_seen) "
+                           "VALUES (?, ?, 0) ON CONFLICT(device_id) DO UPDATE SET "
+                           "target_version = excluded.target_version", (dev, version))
+                n += 1
+            return n
+        return self._write(body)
+
+    def get(self, device_id: str) -> DeviceRecord | None:
+        """The device's row, or None."""
+        return self._row(self._db(), device_id)
+
+    def devices(self) -> list[DeviceRecord]:
+        """Every row, ordered by device id."""
+        rows = self._db().execute("SELECT device_id, current_version, target_version, "
+                                  "last_seen, last_result, reports FROM devices "
+                                  "ORDER BY device_id").fetchall()
+        return [DeviceRecord(*r) for r in rows]
+
+    def close(self) -> None:
+        """Close every thread's connection (idempotent)."""
+        with self._lock:
+            self._closed = True
+            for db in self._all:
+                db.close()
+            self._all.clear()
+
+    def __enter__(self) -> SqliteRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
