@@ -144,33 +144,57 @@ def test_first_fit_takes_the_lowest_block_that_fits() -> None:
 
 
 def test_tlsf_picks_a_block_of_a_large_enough_class() -> None:
-    a = Arena.create(bytearray(64 * 1024), strategy="tlsf")
-    x, _, y, _ = (a.alloc(n) for n in (200, 16, 2000, 16))
+    a = Arena.create(bytearray(256 * 1024), strategy="tlsf")
+    x, _, y, _ = (a.alloc(n) for n in (2000, 2000, 20000, 2000))
     a.free(x)
     a.free(y)
-    assert a.alloc(1500) == y
-    assert a.alloc(150) == x
+    assert a.alloc(15000) == y  # x is too small
+    assert a.alloc(1500) == x  # the lowest of the classes that surely fit
+    a.check()
 
 
-def test_tlsf_list_keeps_a_low_address_at_its_head() -> None:
-    # six holes of one class, freed bottom up: pushed at the head, the lowest would sit
-    # sixth, beyond the four blocks a search looks at; kept at the head, it is found
+def test_tlsf_takes_its_own_class_before_splitting_a_larger_block() -> None:
+    a = Arena.create(bytearray(256 * 1024), strategy="tlsf")
+    big, _, fit, _ = (a.alloc(n) for n in (20000, 2000, 3000, 2000))
+    a.free(big)
+    a.free(fit)
+    assert a.alloc(3000) == fit  # the lower, larger block stays whole
+    assert a.alloc(19000) == big
+
+
+def test_tlsf_places_small_blocks_top_down_and_large_ones_bottom_up() -> None:
     a = Arena.create(bytearray(64 * 1024), strategy="tlsf")
-    blocks = [a.alloc(100) for _ in range(12)]
+    large = [a.alloc(3000) for _ in range(3)]
+    small = [a.alloc(n) for n in (100, 1024, 16)]
+    assert large == sorted(large) and large[0] == a.pool_bytes - a.heap_bytes + 16
+    assert small == sorted(small, reverse=True)
+    assert small[0] + a.usable_size(small[0]) == a.pool_bytes  # ends at the heap's end
+    assert a.alloc(100, align=64) < small[-1]  # aligned requests stay bottom up
+    a.check()
+
+
+@pytest.mark.parametrize(("size", "top"), [(2000, False), (100, True)])
+def test_tlsf_list_keeps_its_placement_end_at_its_head(size: int, top: bool) -> None:
+    # six holes of one class, freed in placement order: pushed at the head, the one a
+    # request wants (lowest, or highest for small blocks) would sit sixth, beyond the
+    # four blocks a search looks at; kept at the head, it is found
+    a = Arena.create(bytearray(64 * 1024), strategy="tlsf")
+    blocks = [a.alloc(size) for _ in range(12)]
+    assert (blocks[0] > blocks[1]) == top
     for o in blocks[::2]:
         a.free(o)
-    assert a.alloc(100) == blocks[0]
+    assert a.alloc(size) == blocks[0]
     a.check()
 
 
 def test_realloc_shrinks_grows_in_place_and_moves(arena: Arena) -> None:
-    a = arena.alloc(1000)
-    arena.view(a)[:] = bytes(range(250)) * 4 + b"\0" * 8
+    a = arena.alloc(1100)  # over 1 KiB: TLSF places it bottom up, as first fit does
+    arena.view(a)[:1000] = bytes(range(250)) * 4
     assert arena.realloc(a, 200) == a and arena.usable_size(a) == 208
     assert bytes(arena.view(a)) == bytes(range(208))
     assert arena.realloc(a, 3000) == a  # the tail it gave back is still free
     assert bytes(arena.view(a)[:200]) == bytes(range(200))
-    wall = arena.alloc(16)
+    wall = arena.alloc(2000)
     b = arena.realloc(a, 6000)
     assert b != a and bytes(arena.view(b)[:200]) == bytes(range(200))
     with pytest.raises(InvalidPointer, match=rf"^view\({a}\): that block is free; pass an "
@@ -427,7 +451,9 @@ def test_unreadable_undo_log_is_refused(arena: Arena) -> None:
 
 def _op(a: Arena, kind: str, live: list[int]) -> None:
     if kind == "alloc":
-        a.alloc(700)
+        a.alloc(700)  # TLSF: carved from the top of a block
+    elif kind == "alloc_large":
+        a.alloc(3000)  # TLSF: from the bottom
     elif kind == "alloc_aligned":
         a.alloc(300, align=1024)
     elif kind == "free":
@@ -438,8 +464,8 @@ def _op(a: Arena, kind: str, live: list[int]) -> None:
         a.realloc(live[4], 20)
 
 
-@pytest.mark.parametrize("kind", ["alloc", "alloc_aligned", "free", "realloc_move",
-                                  "realloc_shrink"])
+@pytest.mark.parametrize("kind", ["alloc", "alloc_large", "alloc_aligned", "free",
+                                  "realloc_move", "realloc_shrink"])
 def test_an_operation_cut_short_anywhere_is_rolled_back(strategy: str, kind: str,
                                                         caplog: pytest.LogCaptureFixture
                                                         ) -> None:

@@ -50,7 +50,7 @@ from qpuos.kernel._mheap_layout import (
     TLSF,
     USED,
 )
-from qpuos.kernel._mheap_tlsf import _tlsf_find, _tlsf_insert, _tlsf_remove
+from qpuos.kernel._mheap_tlsf import TOP_BLOCK, _tlsf_find, _tlsf_insert, _tlsf_remove
 
 __all__ = ["alloc", "free", "init_heap", "realloc", "usable"]
 
@@ -70,6 +70,22 @@ def _insert_free(w: Any, strat: int, h: int, size: int, hint: int) -> None:
 
 
 @njit(cache=True)
+def _carve_top(w: Any, h: int, big: int, need: int, end: int) -> int:
+    """Split TLSF free block ``h`` (``big`` bytes, off its list) so that the used part is
+    its last ``need`` bytes; the front stays free. Returns the payload offset."""
+    r = h + big - need
+    _put(w, r >> 3, h)
+    if h + big < end:
+        _put(w, (h + big) >> 3, r)
+    _put(w, (h >> 3) + 1, big - need)
+    _tlsf_insert(w, h, big - need)
+    _put(w, (r >> 3) + 1, need | USED)
+    i, b = _bit(w, r)
+    _put(w, i, w[i] | (1 << b))
+    return r + HDR
+
+
+@njit(cache=True)
 def _alloc_core(w: Any, strat: int, size: int, align: int) -> int:
     need = _need(size)
     end = w[H_END]
@@ -78,11 +94,14 @@ def _alloc_core(w: Any, strat: int, size: int, align: int) -> int:
         search = need if align <= 16 else need + align + HDR
         if search > end - w[H_HEAP]:
             return E_EXHAUSTED
-        h = _tlsf_find(w, search)
+        top = align <= 16 and need <= TOP_BLOCK  # small blocks are placed top down
+        h = _tlsf_find(w, search, top)
         if h == 0:
             return E_EXHAUSTED
         big = _size(w, h)
         _tlsf_remove(w, h, big)
+        if top and big - need >= MIN_BLOCK:
+            return _carve_top(w, h, big, need, end)
         hint = 0
     else:
         h = _ff_find(w, need, align)
