@@ -1,26 +1,29 @@
 """``qpuos bench irq``: interrupt -> coroutine latency and timer lateness, beside asyncio.
 
 Part 1, doorbell: another process writes an eventfd; how long until the coroutine
-awaiting it resumes. The writer takes ``t0 = CLOCK_MONOTONIC`` (valid across
-processes) and writes it as the eventfd's count; the awaiting coroutine takes ``t1``
-as soon as its await returns, and acknowledges through a second eventfd, so exactly
-one event is in flight. Events come every ``--interval-us`` plus a random
-0..``--jitter-us`` (the writer sleeps, then spins the last 200 µs, so the time from
-``t0`` to its write is the same hot path for every implementation). Implementations, same run, same
-writer:
+awaiting it resumes. The writer takes ``t0 = time.perf_counter_ns()`` (CLOCK_MONOTONIC,
+valid across processes) immediately before the write and writes it as the eventfd's
+count; the reader takes ``t1`` with the same clock as soon as its await returns, and
+acknowledges through a second eventfd, so exactly one event is in flight. Events come
+every ``--interval-us`` plus a random 0..``--jitter-us`` (the writer sleeps, then spins
+the last 200 µs, so the time from ``t0`` to its write is the same hot path for every
+implementation). Implementations, same run, same writer, same clock:
 
 - qpuos, blocking: ``Scheduler(mode="block")``, epoll_wait until the interrupt;
 - qpuos, spin-then-block: polls for ``--spin-us`` after each event before blocking
   (longer than the gap between events: the spin catches them; a short spin budget is
   also run and reported for contrast);
 - qpuos, busy-poll: ``mode="poll"``, never blocks;
-- qpuos, busy-poll with the table's poller swapped for ``select.epoll`` (the os
-  module; the acknowledge still goes through the gate): what the gate costs, for
-  contrast, no target;
 - asyncio: one persistent ``loop.add_reader`` on the eventfd (no per-event
   registration); its callback reads the count and completes the future the coroutine
-  awaits — the least an asyncio program can do;
-- uvloop the same way, if installed.
+  awaits — the least an asyncio program can do. Both loops are bounded by one time
+  limit for the whole run (``asyncio.timeout``, ``run(timeout_ns=...)``), not a
+  per-event timeout, which would cost asyncio a timer handle and a waiter per event;
+- uvloop the same way, if installed;
+- contrast, no target: a bare ``select.epoll`` loop with no scheduler and no
+  coroutine (``poll(-1)`` or ``poll(0)`` until ready, ``os.eventfd_read``, take
+  ``t1``): the floor any Python loop pays on this machine for the wake-up, the
+  syscalls and the clock. qpuos's distance to it is its own cost.
 
 Every implementation runs once per round (``--rounds``, order rotated each round) and
 the samples are pooled, so load that comes and goes on a shared machine is spread over
@@ -32,10 +35,17 @@ with ``irq``, in blocking, spin-then-block (the loop starts polling 200 µs befo
 next expiry) and busy-poll mode; the polling modes take ticks by the clock and move the
 kernel timer 100 µs behind as a backstop (see ``qpuos.kernel.scheduler``). asyncio:
 ``asyncio.sleep`` to the next absolute deadline. Both skip ticks they overran and count
-them as missed.
+them as missed. Contrast, no target: the same timerfd in a bare ``select.epoll`` loop,
+blocking, the floor of the blocking rows (the VM's wake-up from an idle vCPU).
 
 Targets (issue [kernel] 5): qpuos blocking p50 <= 1/2 of asyncio's; spin-then-block
 and busy-poll p50 <= 3 µs; 1 kHz timer lateness p99 <= 50 µs.
+
+``--quick``: a few hundred events and ticks, two rounds; seconds, for a smoke test.
+``--pin``: the reader on one CPU, the writer on another, for every implementation.
+Unpinned, the kernel sometimes puts both on one CPU when other work keeps the second
+busy; a busy-polling reader then waits for the writer's time slice (a context switch,
+~4-5 µs here, instead of ~2 µs across CPUs), which is load placement, not the loop.
 """
 
 from __future__ import annotations
@@ -50,11 +60,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from _common import BenchRecord
-from qpuos.kernel.irq import EventSource, TimerSource, VectorTable
+from qpuos.kernel import syscall as sc
+from qpuos.kernel.irq import EventSource, TimerSource
 from qpuos.kernel.scheduler import Scheduler, irq
 
 WRITER = r"""
@@ -74,13 +86,21 @@ for _ in range(n):
 """
 
 RUN_LIMIT_NS = 120 * 10**9  # a hung implementation fails the run instead of hanging it
+BARE_BLOCK = "contrast: bare select.epoll, blocking"
+BARE_POLL = "contrast: bare select.epoll, busy-poll"
+
+
+PINNED: dict[str, set[int]] = {}  # --pin: {"writer": its CPUs}; the reader has another
 
 
 def _writer(efd: int, ack: int, n: int, interval_us: int, jitter_us: int,
             seed: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(efd), str(ack), str(n), str(interval_us * 1000),
          str(jitter_us * 1000), str(seed)], pass_fds=(efd, ack))
+    if "writer" in PINNED:  # before its first write: the interpreter takes ~20 ms
+        os.sched_setaffinity(proc.pid, PINNED["writer"])
+    return proc
 
 
 def _stats(samples: list[int]) -> dict[str, float]:
@@ -97,43 +117,15 @@ def _stats(samples: list[int]) -> dict[str, float]:
             "p999_us": q(0.999), "max_us": s[-1] / 1e3, "mean_us": sum(s) / n / 1e3}
 
 
-class SelectEpollPoller:
-    """The vector table's Poller over ``select.epoll`` (the os module), for contrast.
-
-    qpuos itself polls through its ctypes syscall gate; this shows what the gate's
-    ~0.4 µs per crossing costs on the busy-poll path. Timeouts in whole ms.
-    """
-
-    def __init__(self) -> None:
-        self._ep = select.epoll()
-        self._tokens: dict[int, int] = {}
-
-    def register(self, fd: int, token: int) -> None:
-        self._ep.register(fd, select.EPOLLIN)
-        self._tokens[fd] = token
-
-    def unregister(self, fd: int) -> None:
-        self._ep.unregister(fd)
-        del self._tokens[fd]
-
-    def poll(self, timeout_ns: int | None) -> list[int]:
-        timeout = -1 if timeout_ns is None else timeout_ns / 1e9
-        return [self._tokens[fd] for fd, _ in self._ep.poll(timeout, 64)]
-
-    def close(self) -> None:
-        self._ep.close()
-
-
 # ----------------------------------------------------------------- part 1: doorbell
 
 
 def doorbell_qpuos(mode: str, spin_us: int, n: int, warmup: int, interval_us: int,
-                   jitter_us: int, seed: int, *, os_poller: bool = False) -> list[int]:
+                   jitter_us: int, seed: int) -> list[int]:
     """Latencies (ns) of ``n`` doorbells through a qpuos scheduler in ``mode``."""
     lat: list[int] = []
     ack = os.eventfd(0, os.EFD_CLOEXEC)
-    table = VectorTable(poller=SelectEpollPoller()) if os_poller else None
-    with Scheduler(table, mode=mode, spin_ns=spin_us * 1000) as sched:  # type: ignore[arg-type]
+    with Scheduler(mode=mode, spin_ns=spin_us * 1000) as sched:  # type: ignore[arg-type]
         bell = EventSource()
         sched.table.register(32, bell, name="doorbell")
         writer = _writer(bell.fileno(), ack, n + warmup, interval_us, jitter_us, seed)
@@ -151,9 +143,40 @@ def doorbell_qpuos(mode: str, spin_us: int, n: int, warmup: int, interval_us: in
             sched.run(consumer(), name="consumer", priority=10, timeout_ns=RUN_LIMIT_NS)
         finally:
             writer.wait(timeout=30)
-    if table is not None:
-        table.close()
     os.close(ack)
+    return lat
+
+
+def doorbell_bare(busy: bool, n: int, warmup: int, interval_us: int, jitter_us: int,
+                  seed: int) -> list[int]:
+    """The same doorbells into a bare ``select.epoll`` loop: the floor (contrast)."""
+    lat: list[int] = []
+    efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+    ack = os.eventfd(0, os.EFD_CLOEXEC)
+    ep = select.epoll()
+    ep.register(efd, select.EPOLLIN)
+    writer = _writer(efd, ack, n + warmup, interval_us, jitter_us, seed)
+    poll, read, perf = ep.poll, os.eventfd_read, time.perf_counter_ns
+    limit = perf() + RUN_LIMIT_NS
+    try:
+        for i in range(n + warmup):
+            if busy:
+                while not poll(0):
+                    pass
+            elif not poll(RUN_LIMIT_NS / 1e9):
+                break
+            t0 = read(efd)
+            t1 = perf()
+            if i >= warmup:
+                lat.append(t1 - t0)
+            os.eventfd_write(ack, 1)
+            if t1 > limit:
+                break
+    finally:
+        writer.wait(timeout=30)
+        ep.close()
+        os.close(efd)
+        os.close(ack)
     return lat
 
 
@@ -178,14 +201,15 @@ def doorbell_asyncio(n: int, warmup: int, interval_us: int, jitter_us: int, seed
         writer = _writer(efd, ack, n + warmup, interval_us, jitter_us, seed)
         perf = time.perf_counter_ns
         try:
-            for i in range(n + warmup):
-                fut: asyncio.Future[int] = loop.create_future()
-                waiter[:] = [fut]
-                t0 = await asyncio.wait_for(fut, timeout=30)
-                t1 = perf()
-                if i >= warmup:
-                    lat.append(t1 - t0)
-                os.eventfd_write(ack, 1)
+            async with asyncio.timeout(RUN_LIMIT_NS / 1e9):  # one limit for the run
+                for i in range(n + warmup):
+                    fut: asyncio.Future[int] = loop.create_future()
+                    waiter[:] = [fut]
+                    t0 = await fut
+                    t1 = perf()
+                    if i >= warmup:
+                        lat.append(t1 - t0)
+                    os.eventfd_write(ack, 1)
         finally:
             loop.remove_reader(efd)
             await asyncio.get_running_loop().run_in_executor(None, writer.wait, 30)
@@ -233,6 +257,34 @@ def timer_qpuos(mode: str, period_ns: int, n: int, warmup: int) -> tuple[list[in
 
         sched.run(ticker(), priority=10, timeout_ns=RUN_LIMIT_NS)
     return lat, missed[0]
+
+
+def timer_bare(period_ns: int, n: int, warmup: int) -> tuple[list[int], int]:
+    """The same periodic timerfd in a bare ``select.epoll`` loop, blocking: the floor
+    of blocking timer lateness here (contrast; the timerfd is set up with the gate)."""
+    lat: list[int] = []
+    missed = 0
+    fd = sc.timerfd_create(sc.CLOCK_MONOTONIC, sc.TFD_CLOEXEC | sc.TFD_NONBLOCK)
+    ep = select.epoll()
+    try:
+        ep.register(fd, select.EPOLLIN)
+        first = time.monotonic_ns() + period_ns
+        sc.timerfd_settime(fd, first, period_ns, absolute=True)
+        poll, read, perf = ep.poll, os.read, time.perf_counter_ns
+        fired = 0
+        for i in range(n + warmup):
+            if not poll(RUN_LIMIT_NS / 1e9):
+                break
+            count = int.from_bytes(read(fd, 8), sys.byteorder)
+            t = perf()
+            fired += count
+            if i >= warmup:
+                lat.append(t - (first + (fired - 1) * period_ns))
+                missed += count - 1
+    finally:
+        ep.close()
+        sc.close(fd)
+    return lat, missed
 
 
 def timer_asyncio(period_ns: int, n: int, warmup: int) -> tuple[list[int], int]:
@@ -287,10 +339,18 @@ def main(argv: list[str]) -> int:
                    help="1 kHz timer ticks per implementation (default 2000)")
     p.add_argument("--ticks-10k", type=int, default=10000,
                    help="10 kHz timer ticks per implementation (default 10000)")
-    p.add_argument("--rounds", type=int, default=4,
-                   help="interleaved rounds the counts are split over (default 4)")
+    p.add_argument("--rounds", type=int, default=8,
+                   help="interleaved rounds the counts are split over (default 8)")
     p.add_argument("--seed", type=int, default=5, help="writer's random seed (default 5)")
+    p.add_argument("--quick", action="store_true",
+                   help="300 doorbells, 300 + 1500 ticks, 2 rounds: a smoke test")
+    p.add_argument("--pin", action="store_true",
+                   help="run the reader (every implementation) on one CPU and the writer "
+                        "on another; unpinned, the kernel may put both on one CPU, and a "
+                        "busy-poll reader then waits for the writer's time slice")
     args = p.parse_args(argv)
+    if args.quick:
+        args.events, args.ticks_1k, args.ticks_10k, args.rounds = 300, 300, 1500, 2
     if min(args.events, args.interval_us, args.ticks_1k, args.ticks_10k, args.rounds) < 1 or \
             args.jitter_us < 0 or args.spin_us < 0:
         print("UsageError: counts and intervals must be positive", file=sys.stderr)
@@ -302,6 +362,14 @@ def main(argv: list[str]) -> int:
     console = Console()
     uvloop = _uvloop()
     rec = BenchRecord("irq", packages=("uvloop",))
+    allowed = sorted(os.sched_getaffinity(0))
+    if args.pin:
+        if len(allowed) < 2:
+            print(f"UsageError: --pin needs two CPUs, this process may use {allowed}",
+                  file=sys.stderr)
+            return 2
+        PINNED["writer"] = {allowed[1]}
+        os.sched_setaffinity(0, {allowed[0]})
     rounds = args.rounds
     per_round = max(1, args.events // rounds)
     warm = max(10, per_round // 20)
@@ -313,8 +381,8 @@ def main(argv: list[str]) -> int:
         (f"qpuos spin-then-block {args.short_spin_us} µs",
          lambda seed: doorbell_qpuos("spin", args.short_spin_us, *common(seed))),
         ("qpuos busy-poll", lambda seed: doorbell_qpuos("poll", 0, *common(seed))),
-        ("qpuos busy-poll, select.epoll poller (contrast)",
-         lambda seed: doorbell_qpuos("poll", 0, *common(seed), os_poller=True)),
+        (BARE_BLOCK, lambda seed: doorbell_bare(False, *common(seed))),
+        (BARE_POLL, lambda seed: doorbell_bare(True, *common(seed))),
     ]
 
     def common(seed: int) -> tuple[int, int, int, int, int]:
@@ -329,14 +397,15 @@ def main(argv: list[str]) -> int:
         n = max(1, ticks // rounds)
         w = max(10, n // 20)
         timer_runs += [
-            (f"asyncio.sleep {hz // 1000} kHz",
-             lambda period=period, n=n, w=w: timer_asyncio(period, n, w)),
+            (f"asyncio.sleep {hz // 1000} kHz", partial(timer_asyncio, period, n, w)),
             (f"qpuos timerfd blocking {hz // 1000} kHz",
-             lambda period=period, n=n, w=w: timer_qpuos("block", period, n, w)),
+             partial(timer_qpuos, "block", period, n, w)),
             (f"qpuos timerfd spin-then-block {hz // 1000} kHz",
-             lambda period=period, n=n, w=w: timer_qpuos("spin", period, n, w)),
+             partial(timer_qpuos, "spin", period, n, w)),
             (f"qpuos timerfd busy-poll {hz // 1000} kHz",
-             lambda period=period, n=n, w=w: timer_qpuos("poll", period, n, w)),
+             partial(timer_qpuos, "poll", period, n, w)),
+            (f"contrast: bare timerfd + select.epoll, blocking {hz // 1000} kHz",
+             partial(timer_bare, period, n, w)),
         ]
     doorbell: dict[str, list[int]] = {name: [] for name, _ in runs}
     timers: dict[str, tuple[list[int], int]] = {name: ([], 0) for name, _ in timer_runs}
@@ -386,6 +455,12 @@ def main(argv: list[str]) -> int:
     a50 = _stats(doorbell["asyncio add_reader"])["p50_us"]
     b50 = _stats(doorbell["qpuos blocking"])["p50_us"]
     rec.target("qpuos blocking p50 / asyncio add_reader p50", b50 / a50, 0.5, "x")
+    floor = _stats(doorbell[BARE_BLOCK])["p50_us"] / a50
+    rec.add(BARE_BLOCK, "doorbell_p50_over_asyncio", round(floor, 3), "x")
+    console.print(f"contrast: the bare select.epoll loop's blocking p50 is {floor:.2f}x "
+                  f"asyncio's, qpuos blocking {b50 / a50:.2f}x; busy-poll p50: bare "
+                  f"{_stats(doorbell[BARE_POLL])['p50_us']:.1f} µs, qpuos "
+                  f"{_stats(doorbell['qpuos busy-poll'])['p50_us']:.1f} µs")
     rec.target(f"qpuos spin-then-block ({args.spin_us} µs) p50",
                _stats(doorbell[f"qpuos spin-then-block {args.spin_us} µs"])["p50_us"], 3.0,
                "µs")
@@ -393,13 +468,20 @@ def main(argv: list[str]) -> int:
     for mode in ("spin-then-block", "blocking"):
         rec.target(f"1 kHz timer lateness p99, qpuos timerfd {mode}",
                    _stats(timers[f"qpuos timerfd {mode} 1 kHz"][0])["p99_us"], 50.0, "µs")
+    bare_1k = _stats(timers["contrast: bare timerfd + select.epoll, blocking 1 kHz"][0])
+    console.print(f"contrast: 1 kHz blocking lateness p50/p99, bare loop "
+                  f"{bare_1k['p50_us']:.1f}/{bare_1k['p99_us']:.1f} µs")
     rec.print_targets(console)
+    if args.pin:
+        os.sched_setaffinity(0, allowed)
+        PINNED.clear()
     load = os.getloadavg()
     console.print(f"load average now: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
                   f"(before: {' '.join(f'{x:.2f}' for x in rec.load_before)})")
     rec.write(args.json, extra={"uvloop": "installed" if uvloop else "not installed",
                                 "events": args.events, "interval_us": args.interval_us,
-                                "jitter_us": args.jitter_us, "spin_us": args.spin_us})
+                                "jitter_us": args.jitter_us, "spin_us": args.spin_us,
+                                "pinned": args.pin})
     print(f"wrote {args.json}")
     return 0
 

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import stat
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from qpuos.errors import ClosedResourceError, InvalidVector, IrqError, UsageError, VectorInUse
 from qpuos.kernel import syscall as sc
+from qpuos.kernel._epoll import Epoll
 from qpuos.kernel._irq_sources import NO_EVENT
 from qpuos.kernel.irq import (
     NUM_VECTORS,
@@ -187,7 +189,9 @@ def test_top_half_value_is_what_gets_delivered_and_counted() -> None:
     assert table.poll(0) == []
     s = table.stats(32)
     assert (s.count, s.errors, s.spurious, s.name, s.source) == (1, 0, 0, "bell", "fake fd=5")
-    assert s.top_half is not None and s.top_half.samples == 1
+    assert s.top_half is None  # no handler: the acknowledge alone is not timed
+    handled = table.stats(33)
+    assert handled.top_half is not None and handled.top_half.samples == 1
 
 
 def _stub(poller: FakePoller, fd: int, values: list[Any]) -> FakeSource:
@@ -263,6 +267,49 @@ def test_eventfd_doorbell_through_epoll() -> None:
         src.fire(1)
         assert [(v, x) for v, x, _ in _poll_until(table)] == [(32, 40)]
         assert table.poll(0) == []
+
+
+@pytest.mark.parametrize("precise", [True, False])
+def test_epoll_waits_end_at_their_deadline_never_before(precise: bool) -> None:
+    fd = sc.eventfd2(0, sc.EFD_CLOEXEC | sc.EFD_NONBLOCK)
+    try:
+        with Epoll(precise_timeouts=precise) as ep:
+            ep.register(fd, 7)
+            deadline = time.monotonic_ns() + 2_000_000
+            assert ep.poll_until(deadline) == []
+            assert time.monotonic_ns() >= deadline
+            assert ep.poll(0) == []  # the alarm that ended it was read: not ready again
+            assert ep.poll_until(time.monotonic_ns() - 1) == []  # already past: at once
+            sc.eventfd_write(fd, 1)
+            far = time.monotonic_ns() + 60 * 10**9
+            assert ep.poll_until(far) == [7]  # woken by the fd before the deadline
+            assert sc.eventfd_read(fd) == 1
+            assert ep.poll(1_000_000) == [] and ep.poll(0) == []
+    finally:
+        sc.close(fd)
+
+
+def test_epoll_spin_polls_until_ready_or_the_limit() -> None:
+    fds = [sc.eventfd2(0, sc.EFD_CLOEXEC | sc.EFD_NONBLOCK) for _ in range(2)]
+    try:
+        with Epoll() as ep:
+            ep.register(fds[0], 3)
+            ep.register(fds[1], 4)
+            limit = time.monotonic_ns() + 1_000_000
+            assert ep.spin(limit) == [] and time.monotonic_ns() >= limit
+            sc.eventfd_write(fds[1], 1)
+            assert ep.spin(None) == [4]
+            sc.eventfd_write(fds[0], 1)
+            assert sorted(ep.spin(None)) == [3, 4]  # level-triggered: 4 is still unread
+            ep.unregister(fds[1])
+            assert ep.spin(time.monotonic_ns()) == [3]
+        with pytest.raises(ClosedResourceError, match=r"^this epoll set was closed"):
+            ep.poll(0)
+        with pytest.raises(ClosedResourceError, match=r"^this epoll set was closed"):
+            ep.poll_until(time.monotonic_ns() + 1_000_000)
+    finally:
+        for fd in fds:
+            sc.close(fd)
 
 
 def test_timer_one_shot_fires_once_with_its_lateness_recorded() -> None:

@@ -18,7 +18,14 @@ from hypothesis import strategies as st
 
 from qpuos.errors import InvalidVector, IrqError, SchedulerError, UsageError, WouldBlock
 from qpuos.kernel import syscall as sc
-from qpuos.kernel.irq import EventSource, SignalSource, TimerSource, VectorTable
+from qpuos.kernel._irq_sources import NO_EVENT
+from qpuos.kernel.irq import (
+    EventSource,
+    IrqSource,
+    SignalSource,
+    TimerSource,
+    VectorTable,
+)
 from qpuos.kernel.scheduler import (
     Event,
     Lock,
@@ -172,19 +179,22 @@ def test_timer_vectors_fire_in_order() -> None:
     assert log == ["early", "middle", "late"]
 
 
-def test_periodic_timer_ticks_reach_a_coroutine() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_periodic_timer_ticks_reach_a_coroutine(mode: str) -> None:
     ticks: list[int] = []
 
-    async def ticker() -> None:
-        while sum(ticks) < 5:
+    async def ticker() -> None:  # a lone waiter: in "block" mode, the fast path's
+        while sum(ticks) < 5:    # wait, with the timerfd drained before each one
             ticks.append(await irq(0))
 
-    with Scheduler(mode="spin") as s:
+    with Scheduler(mode=mode) as s:  # type: ignore[arg-type]
         s.table.register(0, TimerSource(period_ns=1_000_000), name="1 kHz")
         s.run(ticker(), timeout_ns=RUN)
         st_ = s.table.stats(0)
     assert sum(ticks) >= 5 and st_.count == len(ticks)
+    assert (st_.overruns, st_.spurious) == (sum(ticks) - len(ticks), 0)
     assert st_.wake is not None and st_.wake.samples == len(ticks)
+    assert st_.lateness is not None and st_.lateness.samples == len(ticks)
 
 
 # ---------------------------------------------------------------------------- signals
@@ -250,6 +260,177 @@ def test_doorbell_from_another_process_wakes_the_right_coroutine(mode: str) -> N
         assert child.wait(timeout=30) == 0
         assert woken == {"b": 3}
         assert s.table.stats(41).count == 1 and s.table.stats(40).count == 0
+
+
+# ------------------------------------------------ the lone waiter's fast path
+# A task that awaits irq(v) while nothing else is ready waits inside the step (the
+# fast path); whatever it cannot handle alone must come out as the general path would.
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_lone_waiter_keeps_its_records_and_the_idle_hook_runs(mode: str) -> None:
+    seen: list[tuple[int | None, list[tuple[str, TaskState, str]]]] = []
+
+    def hook(budget: int | None) -> None:
+        seen.append((budget, [(i.name, i.state, i.waiting_for) for i in s.tasks()]))
+        if len(seen) == 1:
+            bell.fire(7)  # rung while the task waits
+
+    async def main() -> int:
+        return await irq(40)
+
+    with Scheduler(mode=mode, idle_hook=hook) as s:  # type: ignore[arg-type]
+        bell = EventSource()
+        s.table.register(40, bell)
+        assert s.run(main(), name="main", timeout_ns=RUN) == 7
+        info, stats = s.tasks()[0], s.table.stats(40)
+    budget, tasks = seen[0]
+    assert budget is not None and 0 <= budget <= RUN
+    assert tasks == [("main", TaskState.BLOCKED, "irq 40")]
+    assert (info.wakeups, info.steps, info.state) == (1, 2, TaskState.DONE)
+    assert (stats.count, stats.unclaimed, stats.spurious, stats.errors) == (1, 0, 0, 0)
+    assert stats.wake is not None and stats.wake.samples == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_lone_waiter_hands_vectors_firing_together_to_the_general_path(mode: str) -> None:
+    got: list[int] = []
+
+    async def main() -> None:
+        other.fire(2)
+        bell.fire(5)
+        got.append(await irq(40))  # 40 and 41 are both ready when it waits
+        got.append(await irq(41))  # latched meanwhile
+
+    with Scheduler(mode=mode) as s:  # type: ignore[arg-type]
+        bell, other = EventSource(), EventSource()
+        s.table.register(40, bell)
+        s.table.register(41, other, priority=3)
+        s.run(main(), timeout_ns=RUN)
+        assert (s.table.stats(40).unclaimed, s.table.stats(41).unclaimed) == (0, 1)
+    assert got == [5, 2]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_lone_waiter_survives_a_raising_handler(mode: str) -> None:
+    rings = iter([1, 2])
+
+    def hook(budget: int | None) -> None:
+        value = next(rings, None)
+        if value is not None:
+            bell.fire(value)
+
+    def handler(value: int) -> int:
+        if value == 1:
+            raise RuntimeError("bad frame")
+        return value * 10
+
+    async def main() -> int:
+        return await irq(9)
+
+    with Scheduler(mode=mode, idle_hook=hook) as s:  # type: ignore[arg-type]
+        bell = EventSource()
+        s.table.register(9, bell, handler)
+        assert s.run(main(), timeout_ns=RUN) == 20
+        stats = s.table.stats(9)
+    assert (stats.count, stats.errors, stats.last_error) == (2, 1, "RuntimeError: bad frame")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_lone_waiter_cancelled_or_orphaned_by_the_idle_hook(mode: str) -> None:
+    unwound: list[str] = []
+
+    async def waiter() -> None:
+        try:
+            await irq(40)
+        finally:
+            unwound.append("waiter")
+
+    def cancel(budget: int | None) -> None:
+        if w.state is TaskState.BLOCKED:
+            w.cancel()
+
+    with Scheduler(mode=mode, idle_hook=cancel) as s:  # type: ignore[arg-type]
+        s.table.register(40, EventSource())
+        w = s.spawn(waiter(), name="w")
+        s.run(timeout_ns=RUN)
+    assert (w.state, unwound) == (TaskState.CANCELLED, ["waiter"])
+
+    async def main() -> str:
+        with pytest.raises(IrqError, match=r"^vector 40 was unregistered while 'main' "
+                                           r"waited for it$"):
+            await irq(40)
+        return "done"
+
+    def unregister(budget: int | None) -> None:
+        if 40 in s.table:
+            s.table.unregister(40).close()
+
+    with Scheduler(mode=mode, idle_hook=unregister) as s:  # type: ignore[arg-type]
+        s.table.register(40, EventSource())
+        assert s.run(main(), name="main", timeout_ns=RUN) == "done"
+
+
+class _ListSource(IrqSource):
+    """Values handed out one per acknowledge; fd number made up."""
+
+    kind = "list"
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.values: list[int] = []
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def ack(self) -> Any:
+        return self.values.pop(0) if self.values else NO_EVENT
+
+
+class _ListPoller:
+    """Reports the sources that have values, after any scripted reports."""
+
+    def __init__(self) -> None:
+        self.sources: dict[int, tuple[int, _ListSource]] = {}
+        self.script: list[list[int]] = []
+
+    def register(self, fd: int, token: int) -> None:
+        pass
+
+    def unregister(self, fd: int) -> None:
+        pass
+
+    def poll(self, timeout_ns: int | None) -> list[int]:
+        if self.script:
+            return self.script.pop(0)
+        return [tok for tok, src in self.sources.values() if src.values]
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_lone_waiter_counts_a_spurious_report_once(mode: str) -> None:
+    poller = _ListPoller()
+    src = _ListSource(1000)
+    poller.sources[src.fd] = (5, src)
+    poller.script = [[5]]  # reported, but nothing to read: spurious
+    hooks: list[int | None] = []
+
+    def hook(budget: int | None) -> None:
+        hooks.append(budget)
+        if len(hooks) == 2:
+            src.values.append(9)  # after the spurious report, a real one
+
+    async def main() -> int:
+        return await irq(5)
+
+    with VectorTable(poller=poller) as table, \
+            Scheduler(table, mode=mode, idle_hook=hook) as s:  # type: ignore[arg-type]
+        table.register(5, src)
+        assert s.run(main(), timeout_ns=RUN) == 9
+        stats = table.stats(5)
+    assert (stats.count, stats.spurious, stats.unclaimed) == (1, 1, 0)
 
 
 def test_a_raising_handler_does_not_stop_the_loop() -> None:
@@ -549,11 +730,12 @@ def test_task_failure_stops_run_names_the_task_and_cancels_the_rest() -> None:
     assert cleaned == ["bystander"] and by.state is TaskState.CANCELLED
 
 
-def test_run_timeout_and_deadlock_are_reported_not_hung() -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_run_timeout_and_deadlock_are_reported_not_hung(mode: str) -> None:
     async def forever() -> None:
-        await irq(33)
+        await irq(33)  # the lone waiter: the fast path waits, bounded by the time limit
 
-    with Scheduler() as s:
+    with Scheduler(mode=mode) as s:  # type: ignore[arg-type]
         s.table.register(33, EventSource())
         s.spawn(forever(), name="forever")
         with pytest.raises(SchedulerError, match=r"^run\(\) gave up after 20\.0 ms with 1 "

@@ -16,17 +16,20 @@ UioSource         /dev/uioN                    the device's interrupt count (int
 ================  ===========================  =======================================
 
 ``ack()`` returns :data:`NO_EVENT` when the fd had nothing after all (another reader
-drained it): the table counts that as spurious and wakes nobody. Reads use the syscall
-gate's prepared calls: one ctypes call per acknowledge, no per-call argument building.
+drained it): the table counts that as spurious and wakes nobody. An eventfd is read
+with ``os.eventfd_read`` (one C call, ~0.5 µs less than a ctypes crossing: it is on
+every doorbell's path); the others with the syscall gate's prepared calls, one ctypes
+call per acknowledge and no per-call argument building.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from qpuos._ffi.libc import PreparedCall, WritableBuffer, get_errno, word64
@@ -45,6 +48,8 @@ __all__ = [
 ]
 
 _EAGAIN, _EINTR = 11, 4
+_eventfd_read = os.eventfd_read
+_closed_take = functools.partial(_eventfd_read, -1)  # EBADF, as a read of a closed fd
 
 
 class _NoEvent:
@@ -67,6 +72,9 @@ class IrqSource:
 
     kind = "source"
     is_timer = False
+    _take: Callable[[], Any] | None = None
+    """Optional C-level acknowledge for hot paths: returns the value or raises
+    BlockingIOError where ``ack()`` would return NO_EVENT (saves a Python frame)."""
 
     def fileno(self) -> int:
         """The fd the vector table polls for readability."""
@@ -97,10 +105,13 @@ class IrqSource:
 
 
 class _FdOwner(IrqSource):
-    """A source owning one fd, read with a prepared ``read(fd, buf, n)``."""
+    """A source owning one fd, read with a prepared ``read(fd, buf, n)`` (none when
+    ``read_size`` is None: the subclass reads it another way)."""
 
-    def __init__(self, fd: int, read_size: int) -> None:
+    def __init__(self, fd: int, read_size: int | None) -> None:
         self._fd = fd
+        if read_size is None:
+            return
         self._buf = bytearray(max(read_size, 8))
         self._wb = WritableBuffer(self._buf)
         address = self._wb.address
@@ -303,20 +314,24 @@ class EventSource(_FdOwner):
     def __init__(self, initval: int = 0, *, semaphore: bool = False) -> None:
         flags = _sys.EFD_CLOEXEC | _sys.EFD_NONBLOCK | (_sys.EFD_SEMAPHORE if semaphore
                                                         else 0)
-        super().__init__(_sys.eventfd2(initval, flags), 8)
+        super().__init__(_sys.eventfd2(initval, flags), None)
+        self._take = functools.partial(_eventfd_read, self._fd)
 
     def fire(self, count: int = 1) -> None:
         """Ring the doorbell from this process (add ``count`` to the counter)."""
         _sys.eventfd_write(self.fileno(), count)
 
     def ack(self) -> Any:
-        n = self._read()  # HOT: inlined _read_raw
-        if n < 0:
-            err = get_errno()
-            if err in (_EAGAIN, _EINTR):
-                return NO_EVENT
-            raise _sys.os_error(err, "read")
-        return self._word.value
+        # os.eventfd_read is one C call (~0.2 µs here); the gate's prepared read costs
+        # ~0.5 µs more. EINTR is retried inside it.
+        try:
+            return _eventfd_read(self._fd)
+        except BlockingIOError:
+            return NO_EVENT
+
+    def close(self) -> None:
+        self._take = _closed_take  # the fd number may be reused once closed
+        super().close()
 
 
 def doorbell(fd: int, count: int = 1) -> None:

@@ -5,7 +5,9 @@ into fixed-size sample rings (the last ``size`` values, overwritten in place), s
 hot path appends with one store and percentiles are computed only when asked.
 Three latencies are kept per vector, all in ns:
 
-- top half: acknowledge + handler, measured around both;
+- top half: acknowledge + handler, measured around both, for vectors with a
+  handler (without one the top half is the acknowledge alone and is not timed:
+  that keeps one clock read per interrupt on the path to the coroutine);
 - wake: from the top half's start to the first waiting coroutine resuming (the
   scheduler reports it);
 - lateness (timers only): from the nominal expiry to the top half's start.
@@ -81,7 +83,7 @@ class VectorStats:
         unclaimed: interrupts no coroutine was waiting for (latched for the next one).
         masked: the vector is no longer polled (its fd reached end of file).
         last_error: ``"ExcType: message"`` of the last handler failure, or "".
-        top_half: acknowledge + handler time.
+        top_half: acknowledge + handler time (None for a vector without a handler).
         wake: top half start -> waiting coroutine resumed.
         lateness: timers: nominal expiry -> top half start.
     """

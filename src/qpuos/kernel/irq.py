@@ -17,7 +17,9 @@ waits for them (epoll), then for each one that fired, highest priority first:
 2. runs the top half: the registered handler, a short synchronous function whose
    return value is what waiting coroutines receive (no handler: the acknowledged
    value itself). A handler that raises is isolated: counted in ``errors``, logged on
-   ``qpuos.kernel.irq``, its interrupt not delivered, and the loop goes on;
+   ``qpuos.kernel.irq``, its interrupt not delivered, and the loop goes on. The top
+   half is timed when there is a handler; without one it is the acknowledge alone,
+   left untimed so that one interrupt costs one clock read (its start, ``t_ns``);
 3. hands ``(vector, value, t_ns)`` back to the caller. The scheduler is the bottom
    half: it wakes the coroutines awaiting ``irq(vector)``.
 
@@ -34,6 +36,11 @@ first).
 
 The table owns its poller (by default :class:`~qpuos.kernel._epoll.Epoll`); tests
 inject a fake one with the same four methods (:class:`Poller`).
+
+The acknowledge of an :class:`EventSource` is ``os.eventfd_read`` (one C call) and
+the default poller waits in ``select.epoll``: on the interrupt's path from the poll's
+return to the coroutine, the ctypes gate cost ~0.5 µs per crossing more (the gate
+stays for what ``os`` lacks: timerfd_settime, signalfd, the rest of ``syscall``).
 """
 
 from __future__ import annotations
@@ -81,7 +88,12 @@ Handler = Callable[[Any], Any]
 
 
 class Poller(Protocol):
-    """What the table needs from its poller (an epoll set, or a fake in tests)."""
+    """What the table needs from its poller (an epoll set, or a fake in tests).
+
+    A poller may also offer ``poll_until(deadline_ns)`` (absolute CLOCK_MONOTONIC
+    timeouts) and ``spin(limit_ns)`` (poll without waiting until ready or the limit);
+    the table and the scheduler use them when present (:class:`Epoll` has both).
+    """
 
     def register(self, fd: int, token: int) -> None:
         """Watch ``fd`` for readability, reporting it as ``token``."""
@@ -100,14 +112,15 @@ class Poller(Protocol):
 class _Slot:
     """One occupied vector: its source, handler and counters (mutated in place)."""
 
-    __slots__ = ("count", "errors", "fd", "handler", "is_timer", "last_error", "late",
-                 "masked", "name", "order", "overruns", "priority", "source", "spurious",
-                 "top", "unclaimed", "undrained", "vector", "wake")
+    __slots__ = ("ack", "count", "errors", "fd", "handler", "is_timer", "last_error",
+                 "late", "masked", "name", "order", "overruns", "priority", "source",
+                 "spurious", "top", "unclaimed", "undrained", "vector", "wake")
 
     def __init__(self, vector: int, source: IrqSource, handler: Handler | None,
                  priority: int, name: str, fd: int, samples: int) -> None:
         self.vector = vector
         self.source = source
+        self.ack = source.ack  # bound once: the hot path calls it per interrupt
         self.handler = handler
         self.priority = priority
         self.name = name
@@ -160,6 +173,10 @@ class VectorTable:
             poller = Epoll()
         self._poller: Poller = poller
         self._clock = clock
+        # absolute waits where the poller has them and reads the same clock
+        until = getattr(poller, "poll_until", None)
+        self._until: Callable[[int], list[int]] | None = \
+            until if clock is time.monotonic_ns else None
         self._samples = samples
         self._slots: list[_Slot | None] = [None] * NUM_VECTORS
         self._timers: list[_Slot] = []
@@ -291,6 +308,28 @@ class VectorTable:
         tokens = self._poller.poll(timeout_ns)
         return self.dispatch(tokens) if tokens else []
 
+    def poll_until(self, deadline_ns: int | None) -> list[tuple[int, Any, int]]:
+        """:meth:`poll`, waiting at most until ``deadline_ns`` on the table's clock
+        (None: until an interrupt).
+
+        With the default poller a loop that waits again for the same deadline (a time
+        limit, the next sleeper) does not re-arm its timer: cheaper than ``poll``.
+        """
+        if self._undrained:
+            drained = self._drain()
+            if drained:
+                return drained
+        tokens = self._wait_tokens(deadline_ns)
+        return self.dispatch(tokens) if tokens else []
+
+    def _wait_tokens(self, deadline_ns: int | None) -> list[int]:
+        """The poller's ready tokens, waiting at most until ``deadline_ns``."""
+        if deadline_ns is None:
+            return self._poller.poll(None)
+        if self._until is not None:
+            return self._until(deadline_ns)
+        return self._poller.poll(max(0, deadline_ns - self._clock()))
+
     def _drain(self) -> list[tuple[int, Any, int]]:
         """Read the timerfds of timers that step 1 acknowledged by the clock."""
         out = []
@@ -303,10 +342,9 @@ class VectorTable:
                 continue
             t0 = self._clock()
             try:
-                value = slot.source.ack()  # absorbs the ticks the clock delivered
+                value = slot.ack()  # absorbs the ticks the clock delivered
             except OSError as exc:
-                self._fault(slot, exc, "acknowledge")
-                self._mask(slot, f"its acknowledge failed: {exc}")
+                self._ack_failed(slot, exc)
                 continue
             if value is not NO_EVENT:  # ticks the clock had not counted yet
                 fired = self._top_half(slot, value, t0)
@@ -317,61 +355,75 @@ class VectorTable:
     def dispatch(self, tokens: list[int]) -> list[tuple[int, Any, int]]:
         """Run the top halves of the vectors in ``tokens`` (as a poller returned them)."""
         slots = self._slots
-        if len(tokens) > 1:
+        if len(tokens) == 1:
+            slot = slots[tokens[0]]
+            if slot is None:
+                return []  # unregistered since the poll
+            if not slot.is_timer and slot.handler is None:
+                # HOT: one plain vector, steps 1-2 of the module docstring inlined
+                t0 = self._clock()
+                take = slot.source._take
+                try:
+                    value = slot.ack() if take is None else take()
+                except BlockingIOError:
+                    value = NO_EVENT
+                except OSError as exc:
+                    self._ack_failed(slot, exc)
+                    return []
+                if value is NO_EVENT:
+                    self._nothing(slot)
+                    return []
+                slot.count += 1
+                return [(slot.vector, value, t0)]
+        elif len(tokens) > 1:
             tokens.sort(key=self._order)
         out = []
-        clock = self._clock
-        # HOT: once per interrupt. Steps 1-2 of the module docstring; the sample rings
-        # are written inline (a method call per sample costs ~0.1 µs).
         for token in tokens:
             slot = slots[token]
             if slot is None:
-                continue  # unregistered since the poll
-            t0 = clock()
-            value: Any = NO_EVENT
-            if slot.is_timer:
-                if not slot.undrained:  # 1. a timer: by the clock, timerfd read later
-                    value = slot.source.expire(t0)
-                    if value is not NO_EVENT:
-                        slot.undrained = True
-                        self._undrained.append(slot)
-                else:
-                    slot.undrained = False  # reported again: read it now
-            if value is NO_EVENT:
-                try:
-                    value = slot.source.ack()  # 1. acknowledge
-                except OSError as exc:
-                    self._fault(slot, exc, "acknowledge")
-                    self._mask(slot, f"its acknowledge failed: {exc}")
-                    continue
-            if value is NO_EVENT:
-                if not slot.is_timer:  # a timer's NO_EVENT: ticks expire() delivered
-                    slot.spurious += 1
-                if getattr(slot.source, "eof", False):
-                    self._mask(slot, "its fd reached end of file")
                 continue
-            slot.count += 1
-            if slot.is_timer:
-                if value > 1:
-                    slot.overruns += value - 1
-                due = slot.source.last_expiry_ns()
-                if due is not None:
-                    slot.late.add(t0 - due)
-            handler = slot.handler
-            if handler is not None:
-                try:
-                    value = handler(value)  # 2. top half
-                except Exception as exc:
-                    self._fault(slot, exc, "handler")
-                    continue
-            ring = slot.top
-            ring._data[ring.count & ring._mask] = clock() - t0
-            ring.count += 1
-            out.append((token, value, t0))
+            t0 = self._clock()
+            value = self._acknowledge(slot, t0)
+            if value is not NO_EVENT:
+                fired = self._top_half(slot, value, t0)
+                if fired is not None:
+                    out.append(fired)
         return out
 
+    def _acknowledge(self, slot: _Slot, t0: int) -> Any:
+        """Step 1 for a reported vector: its value, or NO_EVENT (nothing to deliver)."""
+        value: Any = NO_EVENT
+        if slot.is_timer:
+            if not slot.undrained:  # by the clock; the timerfd is read before the next wait
+                value = slot.source.expire(t0)
+                if value is not NO_EVENT:
+                    slot.undrained = True
+                    self._undrained.append(slot)
+                    return value
+            else:
+                slot.undrained = False  # reported again: read it now
+        try:
+            value = slot.ack()
+        except OSError as exc:
+            self._ack_failed(slot, exc)
+            return NO_EVENT
+        if value is NO_EVENT:
+            self._nothing(slot)
+        return value
+
+    def _ack_failed(self, slot: _Slot, exc: OSError) -> None:
+        self._fault(slot, exc, "acknowledge")
+        self._mask(slot, f"its acknowledge failed: {exc}")
+
+    def _nothing(self, slot: _Slot) -> None:
+        """A reported vector had nothing to read."""
+        if not slot.is_timer:  # a timer's NO_EVENT: ticks expire() delivered
+            slot.spurious += 1
+        if getattr(slot.source, "eof", False):
+            self._mask(slot, "its fd reached end of file")
+
     def _top_half(self, slot: _Slot, value: Any, t0: int) -> tuple[int, Any, int] | None:
-        """Step 2 for an acknowledged value (``dispatch`` has this inlined)."""
+        """Step 2 for an acknowledged value: count it, run the handler (timed)."""
         slot.count += 1
         if slot.is_timer:
             if value > 1:
@@ -380,15 +432,14 @@ class VectorTable:
             if due is not None:
                 slot.late.add(t0 - due)
         handler = slot.handler
-        if handler is not None:
-            try:
-                value = handler(value)  # 2. top half
-            except Exception as exc:
-                self._fault(slot, exc, "handler")
-                return None
-        ring = slot.top
-        ring._data[ring.count & ring._mask] = self._clock() - t0
-        ring.count += 1
+        if handler is None:
+            return slot.vector, value, t0
+        try:
+            value = handler(value)  # 2. top half
+        except Exception as exc:
+            self._fault(slot, exc, "handler")
+            return None
+        slot.top.add(self._clock() - t0)
         return slot.vector, value, t0
 
     def expire_timers(self, now_ns: int) -> list[tuple[int, Any, int]]:
@@ -412,6 +463,14 @@ class VectorTable:
                 if fired is not None:
                     out.append(fired)
         return out
+
+    def _fast_slot(self, vector: int, *, timers: bool) -> _Slot | None:
+        """The slot of ``vector`` if the scheduler's fast path may take its interrupt:
+        registered, polled, and a timer only if ``timers``; else None."""
+        slot = self._slots[vector]
+        if slot is None or slot.masked or (slot.is_timer and not timers):
+            return None
+        return slot
 
     def _order(self, token: int) -> tuple[int, int]:
         slot = self._slots[token]
