@@ -139,3 +139,18 @@ def test_firmware_layer_exports_exactly_its_public_names() -> None:
     assert set(qpuos.firmware.__all__) ^ FIRMWARE == set()
     missing = {name for name in FIRMWARE if not hasattr(qpuos.firmware, name)}
     assert missing == set()
+
+
+LAB = {
+    "PROBES", "PROBE_NAMES", "Finding", "Knee", "LabReport", "Miss", "Panel", "ProbeResult",
+    "Scenario", "Series", "find_crossover", "find_hinge", "find_inverse_crossing", "find_step",
+    "load_scenarios", "run_lab", "write_report",
+}
+
+
+def test_lab_layer_exports_exactly_its_public_names() -> None:
+    import qpuos.lab
+
+    assert set(qpuos.lab.__all__) ^ LAB == set()
+    missing = {name for name in LAB if not hasattr(qpuos.lab, name)}
+    assert missing == set()

@@ -216,10 +216,12 @@ def _mount_groups(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     from qpuos.cluster._cli import add_cluster_parser
     from qpuos.firmware._cli import add_fw_parser
     from qpuos.kernel.boot._cli import add_boot_parser
+    from qpuos.lab._cli import add_lab_parser
 
     add_boot_parser(sub)
     add_cluster_parser(sub)
     add_fw_parser(sub)
+    add_lab_parser(sub)
     add_trace_parser(sub)
 
 
