@@ -154,3 +154,17 @@ def test_lab_layer_exports_exactly_its_public_names() -> None:
     assert set(qpuos.lab.__all__) ^ LAB == set()
     missing = {name for name in LAB if not hasattr(qpuos.lab, name)}
     assert missing == set()
+
+
+RT = {
+    "DegradeEvidence", "GCGuard", "GCPhase", "GCStats", "GenerationStats", "RealtimeItem",
+    "RealtimeProfile", "RealtimeReport", "cpu_nodes", "numa_topology", "pin_to",
+}
+
+
+def test_rt_layer_exports_exactly_its_public_names() -> None:
+    import qpuos.rt
+
+    assert set(qpuos.rt.__all__) ^ RT == set()
+    missing = {name for name in RT if not hasattr(qpuos.rt, name)}
+    assert missing == set()
