@@ -68,3 +68,34 @@ def test_processes_and_threads_writing_at_once_lose_no_update(tmp_path: Path) ->
         names = {r.device_id for r in reg.devices()}
     want = {f"dev-{w}-{i}" for w in range(5) for i in range(40)} | {"shared"}
     assert names ^ want == set()
+
+
+def _open_at_once(path: Path, go: float) -> None:
+    import time
+
+    while time.monotonic() < go:
+        pass
+    SqliteRegistry(path).close()
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_processes_creating_one_new_registry_at_once_all_open_it(tmp_path: Path,
+                                                                  round_: int) -> None:
+    """``qpuos fw serve --workers N`` opens a new fleet.db from N processes at once."""
+    import time
+
+    path = tmp_path / f"new-{round_}.db"
+    go = time.monotonic() + 0.3
+    pids = []
+    for _ in range(6):
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 1
+            try:
+                _open_at_once(path, go)
+                code = 0
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids]
+    assert codes == [0] * 6

@@ -31,6 +31,21 @@ _SERVE = ("import sys; from qpuos.firmware._cli import add_fw_parser; import arg
           "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
 
 
+def _lines(proc: subprocess.Popen[str], n: int, *, timeout: float = 60.0) -> list[str]:
+    """``n`` lines of ``proc``'s stdout, failing (not hanging) if they do not come."""
+    import threading
+
+    assert proc.stdout is not None
+    out = proc.stdout
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(out.readline() for _ in range(n)),
+                              daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert not reader.is_alive(), f"got {lines} of {n} lines in {timeout} s"
+    return lines
+
+
 def test_the_whole_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
@@ -50,8 +65,7 @@ def test_the_whole_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                str(port), "--mtls", "--workers", "2"],
                               stdout=subprocess.PIPE, text=True)
     try:
-        assert server.stdout is not None
-        lines = [server.stdout.readline(), server.stdout.readline()]
+        lines = _lines(server, 2)
         url = f"qfw://127.0.0.1:{port}"
         assert {line.split()[3] for line in lines} == {url}, lines
         assert len({line.split()[5] for line in lines}) == 2  # two pids share the port

@@ -131,9 +131,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                     handshake_timeout=args.handshake_timeout,
                     idle_timeout=args.idle_timeout, max_connections=args.max_connections,
                     reuse_port=args.workers > 1) as srv:
-                print(f"serving {args.repo} on qfw://{args.host}:{srv.port} "
-                      f"(pid {os.getpid()}, TLS 1.3, ALPN quantum-firmware/1.0"
-                      f"{', mutual TLS' if args.mtls else ''})", flush=True)
+                # one write per line: the workers share stdout, and unbuffered
+                # (PYTHONUNBUFFERED) print() writes the text and its newline apart
+                sys.stdout.write(f"serving {args.repo} on qfw://{args.host}:{srv.port} "
+                                 f"(pid {os.getpid()}, TLS 1.3, ALPN quantum-firmware/1.0"
+                                 f"{', mutual TLS' if args.mtls else ''})\n")
+                sys.stdout.flush()
                 await stop.wait()
 
     children = []
@@ -144,6 +147,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             try:
                 asyncio.run(run())
                 code = 0
+            except BaseException as exc:  # say why, as the parent's handler would
+                print(f"qpuos fw serve worker {os.getpid()}: {type(exc).__name__}: {exc}",
+                      file=sys.stderr, flush=True)
             finally:
                 os._exit(code)
         children.append(pid)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from qpuos.errors import ClosedResourceError, RegistryError
+from qpuos.errors import ClosedResourceError, QpuosInternalError, RegistryError
 
 __all__ = ["DeviceRecord", "Registry", "SqliteRegistry"]
 
@@ -114,19 +114,34 @@ class SqliteRegistry:
             raise ClosedResourceError(f"the registry {self.path} is closed")
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
+            db = self._connect()
+            self._local.db = db
+            with self._lock:
+                self._all.append(db)
+        return db
+
+    def _connect(self) -> sqlite3.Connection:
+        """A new connection in WAL mode. Switching a new file to WAL takes an exclusive
+        lock that ``busy_timeout`` does not wait for, so several processes opening one
+        registry at once (``qpuos fw serve --workers N``) retry here."""
+        for attempt in range(self._retries):
+            db = None
             try:
                 db = sqlite3.connect(self.path, isolation_level=None,
                                      check_same_thread=False)
                 db.execute(f"PRAGMA busy_timeout = {int(self._busy)}")
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = NORMAL")
+                return db
             except sqlite3.Error as exc:
-                raise RegistryError(f"cannot open the registry {self.path}: {exc}; check "
-                                    "the path and its permissions") from exc
-            self._local.db = db
-            with self._lock:
-                self._all.append(db)
-        return db
+                if db is not None:
+                    db.close()
+                locked = "locked" in str(exc) or "busy" in str(exc)
+                if not locked or attempt == self._retries - 1:
+                    raise RegistryError(f"cannot open the registry {self.path}: {exc}; "
+                                        "check the path and its permissions") from exc
+                time.sleep(min(0.2, 0.002 * 2 ** min(attempt, 7)) * random.random())
+        raise QpuosInternalError("the retry loop always returns or raises")
 
     def _write(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``body`` in one BEGIN IMMEDIATE transaction, retrying while locked."""
