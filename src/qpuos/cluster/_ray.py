@@ -18,12 +18,13 @@ __all__ = ["ensure_ray", "ray_available", "require_ray"]
 
 
 def ray_available() -> bool:
-    """Whether Ray can be imported here."""
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether Ray can be imported here (found without importing it: importing decides
+    which address a local Ray binds to, see :func:`ensure_ray`)."""
+    import importlib.util
+
+    if "ray" in sys.modules:  # imported already, or blocked (None)
+        return sys.modules["ray"] is not None
+    return importlib.util.find_spec("ray") is not None
 
 
 def require_ray() -> Any:
