@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from qpuos import __version__
+from qpuos._argtypes import nonneg_int, positive_int
 from qpuos.errors import QpuosError, UsageError, VerificationError
 
 __all__ = ["main"]
@@ -149,8 +150,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="write the routed circuit (one register q over physical qubits)")
     c.add_argument("--report", metavar="R.json", help="write the compile report as JSON")
     c.add_argument("--plot", metavar="GANTT.png", help="write the schedule as a Gantt chart")
-    c.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
-    c.add_argument("--trials", type=_pos_int, default=None,
+    c.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
+    c.add_argument("--trials", type=positive_int, default=None,
                    help="random layout trials of the SABRE search (default: by circuit "
                         "size, 200 for small circuits down to 20)")
     c.add_argument("--objective", choices=("swaps", "makespan"), default="swaps",
@@ -178,10 +179,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("input", metavar="IN.qasm", help="OpenQASM 2.0 file")
     r.add_argument("--device", "-d", required=True, metavar="NAME_OR_JSON",
                    help="built-in name, generator form or device JSON (see compile)")
-    r.add_argument("--shots", type=_pos_int, default=1000, help="shots (default 1000)")
+    r.add_argument("--shots", type=positive_int, default=1000, help="shots (default 1000)")
     r.add_argument("--json", metavar="R.json",
                    help="write counts and latency statistics as JSON (atomically)")
-    r.add_argument("--seed", type=_nonneg_int, default=None,
+    r.add_argument("--seed", type=nonneg_int, default=None,
                    help="routing and measurement seed (default: routing 0, random draws)")
     r.set_defaults(func=_cmd_run)
 
@@ -193,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     m.add_argument("--out", default="out", metavar="DIR",
                    help="folder for the Gantt charts (default out)")
-    m.add_argument("--shots", type=_pos_int, default=2000, help="shots per circuit")
+    m.add_argument("--shots", type=positive_int, default=2000, help="shots per circuit")
     m.add_argument("--no-pin", action="store_true",
                    help="do not pin the controller or ask for SCHED_FIFO")
     m.set_defaults(func=_cmd_demo)
@@ -223,23 +224,6 @@ def _mount_groups(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_fw_parser(sub)
     add_lab_parser(sub)
     add_trace_parser(sub)
-
-
-def _pos_int(text: str) -> int:
-    value = _nonneg_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,8 @@ import argparse
 import sys
 from typing import Any
 
+from qpuos._argtypes import nonneg_float, positive_int
+
 __all__ = ["add_trace_parser", "format_counts"]
 
 
@@ -26,26 +28,6 @@ def format_counts(rows: list[tuple[str, int]]) -> str:
     wide = max(len(name) for name, _ in rows)
     digits = max(len(str(n)) for _, n in rows)
     return "\n".join(f"{name:<{wide}} {n:>{digits}}" for name, n in rows)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def _cmd_trace_syscalls(args: argparse.Namespace) -> int:
@@ -84,9 +66,9 @@ def add_trace_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "seconds, in the kernel (a raw tracepoint on sys_enter filtered by "
                     "tgid), and print `NAME COUNT` lines, most frequent first. Stops "
                     "early if the process exits. Exit 2 on a bad pid or no privileges.")
-    s.add_argument("--pid", "-p", type=_positive_int, required=True, metavar="P",
+    s.add_argument("--pid", "-p", type=positive_int, required=True, metavar="P",
                    help="process id to trace")
-    s.add_argument("--duration", "-d", type=_nonneg_float, default=1.0, metavar="S",
+    s.add_argument("--duration", "-d", type=nonneg_float, default=1.0, metavar="S",
                    help="seconds to count (default 1)")
     s.set_defaults(func=_cmd_trace_syscalls)
     return t

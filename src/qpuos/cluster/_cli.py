@@ -13,6 +13,8 @@ import dataclasses
 import json
 from typing import Any
 
+from qpuos._argtypes import positive_int
+
 __all__ = ["add_cluster_parser"]
 
 _SIZE_SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -28,16 +30,6 @@ def _size(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 byte, got {text}")
     return int(value)
-
-
-def _pos_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -136,9 +128,9 @@ def add_cluster_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "vector split over Ray actors (the top log2(SHARDS) qubits pick the "
                     "shard), then print counts per bitstring and the sync statistics.")
     r.add_argument("input", metavar="IN.qasm", help="OpenQASM 2.0 file")
-    r.add_argument("--shards", type=_pos_int, default=4,
+    r.add_argument("--shards", type=positive_int, default=4,
                    help="shards, a power of two (default 4)")
-    r.add_argument("--shots", type=_pos_int, default=1000, help="shots (default 1000)")
+    r.add_argument("--shots", type=positive_int, default=1000, help="shots (default 1000)")
     r.add_argument("--mode", choices=("barrier", "pairwise"), default="pairwise",
                    help="sync mode: barrier (cluster-wide epoch per swap, sequentially "
                         "consistent) or pairwise (partners only, acquire/release; default)")

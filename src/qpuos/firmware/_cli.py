@@ -24,29 +24,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from qpuos._argtypes import positive_float, positive_int
+
 __all__ = ["add_fw_parser"]
 
 _REGISTRY = "fw-repo/fleet.db"
-
-
-def _pos_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _pos_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
@@ -211,7 +193,7 @@ def _image_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--version", required=True, help="firmware version, dotted integers")
     p.add_argument("--repo", default="fw-repo", help="repository folder (default fw-repo)")
     p.add_argument("--name", default="controller", help="target name (default controller)")
-    p.add_argument("--chunk-size", type=_pos_int, default=1 << 20,
+    p.add_argument("--chunk-size", type=positive_int, default=1 << 20,
                    help="bytes per verified chunk (default 1 MiB)")
 
 
@@ -233,8 +215,8 @@ def add_fw_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     k = sub.add_parser("keygen", help="create a repository with fresh signing keys")
     k.add_argument("repo", nargs="?", default="fw-repo", help="folder (default fw-repo)")
-    k.add_argument("--root-keys", type=_pos_int, default=1, help="root keys (default 1)")
-    k.add_argument("--root-threshold", type=_pos_int, default=1,
+    k.add_argument("--root-keys", type=positive_int, default=1, help="root keys (default 1)")
+    k.add_argument("--root-threshold", type=positive_int, default=1,
                    help="root signatures needed (default 1)")
     k.set_defaults(func=_cmd_keygen)
 
@@ -272,11 +254,11 @@ def add_fw_parser(subparsers: Any) -> argparse.ArgumentParser:
     r.add_argument("--port", type=int, default=8443, help="port (default 8443; 0: any)")
     r.add_argument("--registry", default=_REGISTRY, help=f"SQLite file (default {_REGISTRY})")
     r.add_argument("--mtls", action="store_true", help="require device certificates")
-    r.add_argument("--workers", type=_pos_int, default=1,
+    r.add_argument("--workers", type=positive_int, default=1,
                    help="processes sharing the port with SO_REUSEPORT (default 1)")
-    r.add_argument("--handshake-timeout", type=_pos_float, default=10.0, help="seconds")
-    r.add_argument("--idle-timeout", type=_pos_float, default=30.0, help="seconds")
-    r.add_argument("--max-connections", type=_pos_int, default=1024,
+    r.add_argument("--handshake-timeout", type=positive_float, default=10.0, help="seconds")
+    r.add_argument("--idle-timeout", type=positive_float, default=30.0, help="seconds")
+    r.add_argument("--max-connections", type=positive_int, default=1024,
                    help="connections served at once per worker (default 1024)")
     r.set_defaults(func=_cmd_serve)
 
@@ -289,7 +271,7 @@ def add_fw_parser(subparsers: Any) -> argparse.ArgumentParser:
     u.add_argument("--cert", default=None, help="device certificate (mutual TLS)")
     u.add_argument("--key", default=None, help="device key (mutual TLS)")
     u.add_argument("--name", default="controller", help="target name (default controller)")
-    u.add_argument("--timeout", type=_pos_float, default=10.0, help="seconds per answer")
+    u.add_argument("--timeout", type=positive_float, default=10.0, help="seconds per answer")
     u.set_defaults(func=_cmd_update)
 
     t = sub.add_parser("status", help="the fleet registry, or one device's slots")

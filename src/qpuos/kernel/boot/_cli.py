@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from qpuos._argtypes import positive_float
 from qpuos.errors import BootFailed, ImageError
 
 __all__ = ["DEFAULT_IMAGE_DIR", "add_boot_parser", "default_steps"]
@@ -80,16 +81,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def add_boot_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``qpuos boot build`` and ``qpuos boot run`` to the CLI's subcommands.
 
@@ -125,7 +116,7 @@ def add_boot_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     r.add_argument("--image", default=DEFAULT_IMAGE_DIR, metavar="DIR",
                    help=f"image folder (default {DEFAULT_IMAGE_DIR})")
     r.add_argument("--cache", default=None, metavar="DIR", help="kernel cache folder")
-    r.add_argument("--timeout", type=_positive, default=120.0, metavar="S",
+    r.add_argument("--timeout", type=positive_float, default=120.0, metavar="S",
                    help="kill QEMU after S seconds (default 120)")
     r.add_argument("--console", action="store_true", help="print the whole console")
     r.set_defaults(func=_cmd_run)
