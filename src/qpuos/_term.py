@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-__all__ = ["console", "print_devices", "print_report"]
+__all__ = ["console", "print_devices", "print_report", "print_table", "progress_bars"]
 
 console = Console(highlight=False)
 
@@ -73,3 +75,33 @@ def print_devices(rows: Iterable[Any]) -> None:
     console.print(t)
     console.print("generated: line:N, ring:N, grid:RxC, heavy_hex:D; or a JSON file path. "
                   "`qpuos devices --json` has the full sources.")
+
+
+_VERDICTS = {"pass": "[green]pass[/]", "FAIL": "[red]FAIL[/]"}
+
+
+def print_table(title: str, headers: Sequence[str], rows: Iterable[Sequence[str]], *,
+                label_columns: int = 2) -> None:
+    """Print a titled table: the first ``label_columns`` columns are labels (left, the
+    first bold), the rest values (right-aligned); "pass"/"FAIL" cells are coloured."""
+    t = Table(title=title, title_justify="left")
+    for i, head in enumerate(headers):
+        t.add_column(head, style="bold" if i == 0 else None,
+                     justify="left" if i < label_columns else "right")
+    for r in rows:
+        t.add_row(*(_VERDICTS.get(cell, cell) for cell in r))
+    console.print(t)
+
+
+@contextmanager
+def progress_bars(names: Sequence[str]) -> Iterator[Callable[[str, float], None]]:
+    """One progress bar per name; yields ``update(name, fraction_done)``."""
+    with Progress(TextColumn("{task.description:<15}"), BarColumn(),
+                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                  console=console, transient=False) as bar:
+        tasks = {n: bar.add_task(n, total=1.0) for n in names}
+
+        def update(name: str, frac: float) -> None:
+            bar.update(tasks[name], completed=min(1.0, frac))
+
+        yield update

@@ -116,11 +116,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from qpuos._term import console
-    from qpuos.device.demo import render_demo, run_demo
+    from qpuos._term import console, print_table
+    from qpuos.device.demo import demo_summary, demo_table, run_demo
 
     report = run_demo(args.out, shots=args.shots, pin=not args.no_pin)
-    render_demo(report, console)
+    print_table("qpuos demo: ibm_falcon_27, emulated controller", *demo_table(report))
+    for line in demo_summary(report):
+        console.print(line)
     return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 
 

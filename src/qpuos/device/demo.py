@@ -142,20 +142,15 @@ def run_demo(out_dir: str | os.PathLike[str], *, shots: int = 2000, seed: int = 
     return DemoReport(tuple(cases), started, tuple(files), all(c.ok for c in cases))
 
 
-def render_demo(report: DemoReport, console: Any) -> None:
-    """Print the demo's layer-by-layer report on a rich console."""
-    from rich.table import Table
-
-    t = Table(title="qpuos demo: ibm_falcon_27, emulated controller", title_justify="left")
-    t.add_column("layer", style="bold")
-    t.add_column("figure")
-    for c in report.cases:
-        t.add_column(c.name.upper(), justify="right")
-    rows: list[tuple[str, str, list[str]]] = []
+def demo_table(report: DemoReport) -> tuple[list[str], list[list[str]]]:
+    """The layer-by-layer report as a table: column headers, then one row per figure
+    (layer, figure, one value per circuit), for the CLI's terminal helper to print."""
     cs = report.cases
+    headers = ["layer", "figure", *(c.name.upper() for c in cs)]
+    rows: list[list[str]] = []
 
     def row(layer: str, figure: str, fmt: Any) -> None:
-        rows.append((layer, figure, [fmt(c) for c in cs]))
+        rows.append([layer, figure, *(fmt(c) for c in cs)])
 
     row("compile", "qubits / SWAPs", lambda c: f"{c.compiled.logical.num_qubits} / "
         f"{c.compiled.routed.swaps}")
@@ -173,19 +168,23 @@ def render_demo(report: DemoReport, console: Any) -> None:
     row("kernel", "end to end", lambda c: _us(c.result.end_to_end_ns))
     row("check", "chi-square / bound", lambda c: f"{c.check.statistic:.1f} / "
         f"{c.check.bound:.1f}")
-    row("", "result", lambda c: "[green]pass[/]" if c.ok else "[red]FAIL[/]")
-    for layer, figure, vals in rows:
-        t.add_row(layer, figure, *vals)
-    console.print(t)
-    for c in report.cases:
+    row("", "result", lambda c: "pass" if c.ok else "FAIL")
+    return headers, rows
+
+
+def demo_summary(report: DemoReport) -> list[str]:
+    """The lines printed under the table: top counts, the controller, the charts."""
+    cs = report.cases
+    lines = []
+    for c in cs:
         top = sorted(c.result.counts.items(), key=lambda kv: -kv[1])[:4]
-        console.print(f"{c.name}: " + ", ".join(f"{k}: {v}" for k, v in top)
-                      + (" ..." if len(c.result.counts) > 4 else ""))
-    console.print(f"controller: pid {cs[0].result.controller_pid}, started in "
-                  f"{report.controller_start_s:.2f} s (with the compiles); real-time: "
-                  + "; ".join(cs[0].result.realtime.splitlines()))
-    for path in report.charts:
-        console.print(f"wrote {path}")
+        lines.append(f"{c.name}: " + ", ".join(f"{k}: {v}" for k, v in top)
+                     + (" ..." if len(c.result.counts) > 4 else ""))
+    lines.append(f"controller: pid {cs[0].result.controller_pid}, started in "
+                 f"{report.controller_start_s:.2f} s (with the compiles); real-time: "
+                 + "; ".join(cs[0].result.realtime.splitlines()))
+    lines.extend(f"wrote {path}" for path in report.charts)
+    return lines
 
 
 def _us(ns: float) -> str:

@@ -24,23 +24,13 @@ _EPILOG = """exit codes:
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from qpuos._term import console, progress_bars
     from qpuos.lab.report import write_report
     from qpuos.lab.runner import parse_only, run_lab
 
     names = parse_only(args.only)          # a bad name fails before any work
     Path(args.out).mkdir(parents=True, exist_ok=True)   # so does an unusable folder
-    console = Console(highlight=False, soft_wrap=True)
-    with Progress(TextColumn("{task.description:<15}"), BarColumn(),
-                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
-                  console=console, transient=False) as bar:
-        tasks = {n: bar.add_task(n, total=1.0) for n in names}
-
-        def progress(name: str, frac: float) -> None:
-            bar.update(tasks[name], completed=min(1.0, frac))
-
+    with progress_bars(names) as progress:
         report = run_lab(size="quick" if args.quick else "full", only=names,
                          bench_dir=args.bench_dir, progress=progress)
     page, doc = write_report(report, args.out)
