@@ -93,6 +93,7 @@ BPF = {
     "PerCpuHashMap", "ProgType", "ProgramRun", "RingBuffer", "SocketFilter",
     "SyscallCounter", "VerifierRejected", "attach_raw_tracepoint", "attach_socket_filter",
     "attach_tracepoint", "get_pinned", "load_program", "pin", "trace_syscalls",
+    "PerfEventArray", "PerfRecord", "attach_kprobe",
 }
 
 

@@ -3,6 +3,7 @@ closing the link detaches."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -28,14 +29,16 @@ from qpuos.bpf.asm import (
     store,
 )
 from qpuos.bpf.attach import (
+    KPROBE_PMU,
     Link,
+    attach_kprobe,
     attach_raw_tracepoint,
     attach_tracepoint,
     tracepoint_id,
 )
 from qpuos.bpf.loader import BpfProgram, ProgType, load_program
 from qpuos.bpf.maps import ArrayMap
-from qpuos.errors import ClosedResourceError, UsageError
+from qpuos.errors import BpfError, ClosedResourceError, UsageError
 from qpuos.kernel.syscall import syscall_number
 
 pytestmark = pytest.mark.needs_bpf
@@ -145,3 +148,67 @@ def test_a_socket_filter_cuts_packets_until_detached() -> None:
         assert rx.recv(64) == b"hello world"
         with pytest.raises(UsageError, match=r"^program 'keep12' is SOCKET_FILTER; raw "):
             attach_raw_tracepoint(prog, "sys_enter")
+
+
+# ------------------------------------------------------------------------- kprobes
+
+def _getpid_symbol() -> str:
+    """The kernel's getpid entry point under this architecture's syscall prefix."""
+    names = {line.split()[2] for line in Path("/proc/kallsyms").read_text().splitlines()
+             if line.endswith("sys_getpid")}
+    for name in ("__x64_sys_getpid", "__arm64_sys_getpid", "__se_sys_getpid",
+                 "sys_getpid"):
+        if name in names:
+            return name
+    pytest.skip(f"no getpid entry point among /proc/kallsyms symbols {sorted(names)}")
+
+
+def _thread_counter(counts: ArrayMap) -> list[Insn | Label]:
+    """counts[0] += 1 for each hit by this very thread."""
+    return [call("get_current_pid_tgid"), mov(R1, R0, width=32),
+            jne(R1, os.gettid(), "out"),
+            store(R10, -4, 0, size=4), ld_map_fd(R1, counts), mov(R2, R10), add(R2, -4),
+            call("map_lookup_elem"), jeq(R0, 0, "out"), mov(R1, 1), atomic_add(R0, 0, R1),
+            Label("out"), mov(R0, 0), exit_()]
+
+
+@pytest.mark.skipif(not KPROBE_PMU.is_dir(),
+                    reason=f"{KPROBE_PMU} is absent: this kernel has no kprobe PMU "
+                           "(CONFIG_KPROBE_EVENTS)")
+@pytest.mark.parametrize("retprobe", [False, True])
+def test_a_kprobe_counts_exactly_this_threads_getpid_calls(retprobe: bool) -> None:
+    function = _getpid_symbol()
+    with ArrayMap.create(value="Q", max_entries=1) as counts:
+        with _load(_thread_counter(counts), ProgType.KPROBE) as p:
+            with attach_kprobe(p, function, retprobe=retprobe) as link:
+                assert link.kind == ("kretprobe" if retprobe else "kprobe")
+                assert link.target == f"{function}+0"
+                for _ in range(41):
+                    os.getpid()
+            os.getpid()  # detached: not counted
+        assert counts[0] == 41
+
+
+def test_kprobes_without_the_pmu_are_refused_by_name(tmp_path: Path) -> None:
+    absent = tmp_path / "kprobe"
+    with _load([mov(R0, 0), exit_()], ProgType.KPROBE) as p:
+        with pytest.raises(BpfError, match=rf"^this kernel has no kprobe PMU "
+                                           rf"\({absent / 'type'} is absent: built without "
+                                           r"CONFIG_KPROBE_EVENTS"):
+            attach_kprobe(p, "do_sys_openat2", pmu=absent)
+        if not KPROBE_PMU.is_dir():  # this host's kernel: the default path refuses too
+            with pytest.raises(BpfError, match=f"{KPROBE_PMU / 'type'} is absent"):
+                attach_kprobe(p, "do_sys_openat2", retprobe=True)
+        absent.mkdir()
+        (absent / "type").write_text("6\n")
+        with pytest.raises(BpfError, match=r"has no return probes \(.*retprobe is absent"):
+            attach_kprobe(p, "do_sys_openat2", pmu=absent, retprobe=True)
+        (absent / "format").mkdir()
+        (absent / "format" / "retprobe").write_text("config1:5\n")
+        with pytest.raises(BpfError, match=r"reads 'config1:5', expected 'config:BIT'"):
+            attach_kprobe(p, "do_sys_openat2", pmu=absent, retprobe=True)
+        with pytest.raises(UsageError, match=r"offset >= 0 only for entry probes"):
+            attach_kprobe(p, "do_sys_openat2", retprobe=True, offset=4, pmu=absent)
+    with _load([mov(R0, 0), exit_()], ProgType.TRACEPOINT) as tp, \
+            pytest.raises(UsageError, match=r"is TRACEPOINT; kprobes take ProgType\.KPROBE"):
+        attach_kprobe(tp, "do_sys_openat2")

@@ -14,11 +14,13 @@ import ctypes
 __all__ = [
     "BPF_ANY",
     "BPF_EXIST",
+    "BPF_F_CURRENT_CPU",
     "BPF_F_NO_PREALLOC",
     "BPF_MAP_TYPE_ARRAY",
     "BPF_MAP_TYPE_HASH",
     "BPF_MAP_TYPE_PERCPU_ARRAY",
     "BPF_MAP_TYPE_PERCPU_HASH",
+    "BPF_MAP_TYPE_PERF_EVENT_ARRAY",
     "BPF_MAP_TYPE_RINGBUF",
     "BPF_NOEXIST",
     "BPF_PROG_TYPE_RAW_TRACEPOINT",
@@ -28,6 +30,14 @@ __all__ = [
     "BPF_RINGBUF_DISCARD_BIT",
     "BPF_RINGBUF_HDR_SZ",
     "BPF_TRACE_RAW_TP",
+    "PERF_COUNT_SW_BPF_OUTPUT",
+    "PERF_MMAP_DATA_HEAD",
+    "PERF_MMAP_DATA_OFFSET",
+    "PERF_MMAP_DATA_SIZE",
+    "PERF_MMAP_DATA_TAIL",
+    "PERF_RECORD_LOST",
+    "PERF_RECORD_SAMPLE",
+    "PERF_SAMPLE_RAW",
     "MapCreateAttr",
     "MapElemAttr",
     "ObjAttr",
@@ -40,6 +50,7 @@ __all__ = [
 # enum bpf_map_type (the kinds qpuos.bpf.maps wraps)
 BPF_MAP_TYPE_HASH = 1
 BPF_MAP_TYPE_ARRAY = 2
+BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4
 BPF_MAP_TYPE_PERCPU_HASH = 5
 BPF_MAP_TYPE_PERCPU_ARRAY = 6
 BPF_MAP_TYPE_RINGBUF = 27
@@ -59,6 +70,20 @@ BPF_F_NO_PREALLOC = 1
 BPF_RINGBUF_BUSY_BIT = 1 << 31
 BPF_RINGBUF_DISCARD_BIT = 1 << 30
 BPF_RINGBUF_HDR_SZ = 8
+# perf_event_output's flags: index the perf event array by the current CPU
+BPF_F_CURRENT_CPU = 0xFFFFFFFF
+# <linux/perf_event.h>: the software event bpf_perf_event_output writes to, the sample
+# field it fills, and the two record types a reader of its ring sees
+PERF_COUNT_SW_BPF_OUTPUT = 10
+PERF_SAMPLE_RAW = 1 << 10
+PERF_RECORD_LOST = 2
+PERF_RECORD_SAMPLE = 9
+# struct perf_event_mmap_page: byte offsets of the u64 ring positions (after the
+# 1 KiB of fields the reader of a BPF output event does not need)
+PERF_MMAP_DATA_HEAD = 1024
+PERF_MMAP_DATA_TAIL = 1032
+PERF_MMAP_DATA_OFFSET = 1040
+PERF_MMAP_DATA_SIZE = 1048
 
 _u32, _u64, _s32 = ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int32
 

@@ -1,5 +1,5 @@
-"""Attaching loaded programs: raw tracepoints, tracepoints, socket filters; each
-detaches on close.
+"""Attaching loaded programs: raw tracepoints, tracepoints, kprobes, socket filters;
+each detaches on close.
 
 - Raw tracepoint: ``BPF_RAW_TRACEPOINT_OPEN`` with the tracepoint's name
   ("sys_enter"); the program sees the tracepoint's raw arguments as ``u64 args[]``
@@ -9,6 +9,12 @@ detaches on close.
   program on a tracepoint event runs wherever the tracepoint fires), then
   ``PERF_EVENT_IOC_SET_BPF`` and ``PERF_EVENT_IOC_ENABLE``. The program sees the
   event's record, laid out as tracefs's ``format`` file says.
+- Kprobe / kretprobe: a ``perf_event_open`` event of the kprobe PMU (its type number
+  from ``/sys/bus/event_source/devices/kprobe/type``; ``config1`` points at the
+  function's name, ``config2`` is the offset into it, and the bit that
+  ``.../kprobe/format/retprobe`` names in ``config`` asks for the return probe), then
+  ``PERF_EVENT_IOC_SET_BPF`` as for tracepoints. A kernel built without
+  CONFIG_KPROBE_EVENTS has no such PMU: :func:`attach_kprobe` then raises ``BpfError``.
 - Socket filter: ``setsockopt(SO_ATTACH_BPF)`` on a socket; the program's return value
   is how many bytes of each packet to keep (0 drops it).
 
@@ -38,11 +44,15 @@ from qpuos.bpf.loader import BpfProgram, ProgType
 from qpuos.errors import BpfError, ClosedResourceError, UsageError
 from qpuos.kernel import syscall as _sc
 
-__all__ = ["TRACEFS_PLACES", "Link", "SocketFilter", "attach_raw_tracepoint",
-           "attach_socket_filter", "attach_tracepoint", "find_tracefs", "tracepoint_id"]
+__all__ = ["KPROBE_PMU", "TRACEFS_PLACES", "Link", "SocketFilter", "attach_kprobe",
+           "attach_raw_tracepoint", "attach_socket_filter", "attach_tracepoint",
+           "find_tracefs", "tracepoint_id"]
 
 TRACEFS_PLACES = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 """Where tracefs is usually mounted (checked in order)."""
+
+KPROBE_PMU = Path("/sys/bus/event_source/devices/kprobe")
+"""Where sysfs describes the kprobe PMU (present when the kernel has kprobe events)."""
 
 _IOCTL = _sc.syscall_number("ioctl")
 _SO_ATTACH_BPF = 50   # <asm-generic/socket.h>
@@ -53,8 +63,9 @@ class Link:
     """An attached program; ``close()`` detaches it (idempotent).
 
     Attributes:
-        kind: "raw_tracepoint" or "tracepoint".
-        target: what it is attached to ("sys_enter", "syscalls/sys_enter_write").
+        kind: "raw_tracepoint", "tracepoint", "kprobe" or "kretprobe".
+        target: what it is attached to ("sys_enter", "syscalls/sys_enter_write",
+            "do_sys_openat2+0").
         program: the program's name.
     """
 
@@ -194,13 +205,87 @@ def attach_tracepoint(program: BpfProgram, category: str, name: str, *,
     cfg = _sc.PerfEventConfig(type=_c.PERF_TYPE_TRACEPOINT, config=tp, sample_period=1,
                               wakeup_events=1)
     fd = _sc.perf_event_open(cfg, -1, 0)
+    _set_bpf(fd, program)
+    return Link(fd, kind="tracepoint", target=f"{category}/{name}", program=program.name)
+
+
+def _set_bpf(fd: int, program: BpfProgram) -> None:
+    """Give perf event ``fd`` the program and enable it; close ``fd`` on failure."""
     try:
         _sc.syscall(_IOCTL, fd, _c.PERF_EVENT_IOC_SET_BPF, program.fd)
         _sc.syscall(_IOCTL, fd, _c.PERF_EVENT_IOC_ENABLE, 0)
     except BaseException:
         _sc.close(fd)
         raise
-    return Link(fd, kind="tracepoint", target=f"{category}/{name}", program=program.name)
+
+
+def _kprobe_pmu(pmu: Path, *, retprobe: bool) -> tuple[int, int]:
+    """The kprobe PMU's perf type and the ``config`` bits for a (return) probe."""
+    try:
+        pmu_type = int((pmu / "type").read_text())
+    except FileNotFoundError:
+        raise BpfError(f"this kernel has no kprobe PMU ({pmu / 'type'} is absent: built "
+                       "without CONFIG_KPROBE_EVENTS, or sysfs is not mounted), so "
+                       "kprobes cannot be attached; use a tracepoint or raw tracepoint "
+                       "instead, or a kernel with kprobe events") from None
+    if not retprobe:
+        return pmu_type, 0
+    fmt = pmu / "format" / "retprobe"
+    try:
+        spec = fmt.read_text().strip()
+    except FileNotFoundError:
+        raise BpfError(f"the kprobe PMU has no return probes ({fmt} is absent); attach "
+                       "a kprobe instead") from None
+    field, _, bit = spec.partition(":")
+    if field != "config" or not bit.isdigit():
+        raise BpfError(f"{fmt} reads {spec!r}, expected 'config:BIT'; this kernel's "
+                       "kprobe PMU format is not one qpuos knows")
+    return pmu_type, 1 << int(bit)
+
+
+def attach_kprobe(program: BpfProgram, function: str, *, retprobe: bool = False,
+                  offset: int = 0, pmu: Path = KPROBE_PMU) -> Link:
+    """Attach a ``KPROBE`` program to kernel function ``function``: at its entry (plus
+    ``offset``), or at its return when ``retprobe``.
+
+    Args:
+        program: a loaded program of type ``ProgType.KPROBE`` (it sees ``pt_regs``).
+        function: a kernel symbol (as in /proc/kallsyms), e.g. "do_sys_openat2".
+        retprobe: probe the function's return instead of its entry.
+        offset: bytes into the function (entry probes only).
+        pmu: where sysfs describes the kprobe PMU.
+
+    Returns:
+        The link (kind "kprobe" or "kretprobe"); close it to detach.
+
+    Raises:
+        UsageError: the program has another type, an empty name, or an offset with
+            ``retprobe``.
+        BpfError: the kernel has no kprobe PMU (CONFIG_KPROBE_EVENTS), or no return
+            probes.
+        FileNotFoundError: no such function (or it cannot be probed).
+        PermissionError: no CAP_PERFMON/CAP_SYS_ADMIN.
+    """
+    if program.prog_type != ProgType.KPROBE:
+        raise UsageError(f"program {program.name!r} is {program.prog_type.name}; kprobes "
+                         "take ProgType.KPROBE programs")
+    if not function or offset < 0 or (retprobe and offset):
+        raise UsageError(f"kprobe target {function!r}+{offset} is not valid: give a "
+                         "function name, and an offset >= 0 only for entry probes")
+    pmu_type, config = _kprobe_pmu(pmu, retprobe=retprobe)
+    cname = CString(function)
+    cfg = _sc.PerfEventConfig(type=pmu_type, config=config, sample_period=1,
+                              wakeup_events=1, config1=cname.address, config2=offset)
+    try:
+        fd = _sc.perf_event_open(cfg, -1, 0)
+    except OSError as exc:
+        exc.add_note(f"the kernel refused a kprobe on {function!r}+{offset}: check that "
+                     "it is in /proc/kallsyms and not blacklisted "
+                     "(/sys/kernel/debug/kprobes/blacklist)")
+        raise
+    _set_bpf(fd, program)
+    kind = "kretprobe" if retprobe else "kprobe"
+    return Link(fd, kind=kind, target=f"{function}+{offset}", program=program.name)
 
 
 class SocketFilter:
