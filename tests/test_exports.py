@@ -131,6 +131,7 @@ FIRMWARE = {
     "client_context", "describe_image", "keygen", "make_certs", "provision_device",
     "refresh_timestamp", "rotate_keys", "serve_in_thread", "server_context", "sign_image",
     "sign_metadata", "update_device", "verify_envelope",
+    "PostgresRegistry", "RolloutState", "open_registry", "parse_stages",
 }
 
 

@@ -240,3 +240,11 @@ def test_a_root_file_holding_an_older_version_is_refused(world: World) -> None:
     shutil.copy(meta / "1.root.json", meta / "2.root.json")  # replayed under a new name
     with pytest.raises(RollbackAttack, match=r"^2\.root\.json holds root v1; refused$"):
         world.agent().refresh()
+
+
+def test_an_image_newer_than_the_registry_allows_is_held(world: World) -> None:
+    """A staged rollout that has not reached this device (or was halted) holds it."""
+    result = world.agent().update(allowed="1.0.0")
+    assert (result.status, result.version, result.previous) == ("held", "1.0.0", "1.0.0")
+    assert _running(world) == ("1.0.0", world.v1)
+    assert world.agent().update(allowed="1.1.0").status == "updated"

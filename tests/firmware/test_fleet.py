@@ -1,19 +1,21 @@
-"""The SQLite fleet registry: rows, targets, and concurrent writers losing nothing."""
+"""The fleet registry on both backends (SQLite, and PostgreSQL when
+``QPUOS_TEST_PG_URL`` names one): rows, targets, and concurrent writers losing nothing."""
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from qpuos.errors import ClosedResourceError
-from qpuos.firmware.fleet import Registry, SqliteRegistry
+from qpuos.errors import ClosedResourceError, RegistryError
+from qpuos.firmware.fleet import Registry, SqliteRegistry, open_registry
 
 
-def test_rows_follow_check_ins_reports_and_targets(tmp_path: Path) -> None:
-    with SqliteRegistry(tmp_path / "f.db") as reg:
+def test_rows_follow_check_ins_reports_and_targets(registry_where: str) -> None:
+    with open_registry(registry_where) as reg:
         assert reg.get("a") is None
         reg.seen("a", version="1.0")
         reg.seen("b", version="1.0")
@@ -34,35 +36,47 @@ def test_rows_follow_check_ins_reports_and_targets(tmp_path: Path) -> None:
         reg.get("a")
 
 
-def _hammer(path: Path, worker: int, n: int) -> None:
-    with SqliteRegistry(path) as reg:
+def test_the_backend_follows_the_argument(registry_where: str) -> None:
+    with open_registry(registry_where) as reg:
+        want = "PostgresRegistry" if registry_where.startswith("postgresql://") \
+            else "SqliteRegistry"
+        assert type(reg).__name__ == want
+
+
+def test_an_unreachable_postgres_is_a_registry_error() -> None:
+    pytest.importorskip("psycopg", reason="psycopg 3 is not installed")
+    with pytest.raises(RegistryError, match=r"cannot open the registry .*:\*\*\*@"):
+        open_registry("postgresql://nobody:secret@127.0.0.1:1/none")
+
+
+def _hammer(where: str, worker: int, n: int) -> None:
+    with open_registry(where) as reg:
         for i in range(n):
             reg.report("shared", version=f"{worker}.{i}", result="updated")
             reg.seen(f"dev-{worker}-{i}", version="1.0")
 
 
-def test_processes_and_threads_writing_at_once_lose_no_update(tmp_path: Path) -> None:
-    path = tmp_path / "f.db"
-    SqliteRegistry(path).close()
+def test_processes_and_threads_writing_at_once_lose_no_update(registry_where: str) -> None:
+    open_registry(registry_where).close()
     pids = []
     for worker in range(3):
         pid = os.fork()
         if pid == 0:  # the child: never returns into pytest
             code = 1
             try:
-                _hammer(path, worker, 40)
+                _hammer(registry_where, worker, 40)
                 code = 0
             finally:
                 os._exit(code)
         pids.append(pid)
-    threads = [threading.Thread(target=_hammer, args=(path, w, 40)) for w in (3, 4)]
+    threads = [threading.Thread(target=_hammer, args=(registry_where, w, 40)) for w in (3, 4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     codes = [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids]
     assert codes == [0, 0, 0]
-    with SqliteRegistry(path) as reg:
+    with open_registry(registry_where) as reg:
         shared = reg.get("shared")
         assert shared is not None and shared.reports == 5 * 40
         names = {r.device_id for r in reg.devices()}
@@ -70,21 +84,16 @@ def test_processes_and_threads_writing_at_once_lose_no_update(tmp_path: Path) ->
     assert names ^ want == set()
 
 
-def _open_at_once(path: Path, go: float) -> None:
-    import time
-
+def _open_at_once(where: str, go: float) -> None:
     while time.monotonic() < go:
         pass
-    SqliteRegistry(path).close()
+    open_registry(where).close()
 
 
 @pytest.mark.parametrize("round_", range(3))
-def test_processes_creating_one_new_registry_at_once_all_open_it(tmp_path: Path,
+def test_processes_creating_one_new_registry_at_once_all_open_it(registry_where: str,
                                                                   round_: int) -> None:
-    """``qpuos fw serve --workers N`` opens a new fleet.db from N processes at once."""
-    import time
-
-    path = tmp_path / f"new-{round_}.db"
+    """``qpuos fw serve --workers N`` opens a new registry from N processes at once."""
     go = time.monotonic() + 0.3
     pids = []
     for _ in range(6):
@@ -92,10 +101,15 @@ def test_processes_creating_one_new_registry_at_once_all_open_it(tmp_path: Path,
         if pid == 0:  # the child: never returns into pytest
             code = 1
             try:
-                _open_at_once(path, go)
+                _open_at_once(registry_where, go)
                 code = 0
             finally:
                 os._exit(code)
         pids.append(pid)
     codes = [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids]
     assert codes == [0] * 6
+
+
+def test_a_sqlite_path_is_not_mistaken_for_a_url(tmp_path: Path) -> None:
+    with open_registry(tmp_path / "postgresql.db") as reg:
+        assert isinstance(reg, SqliteRegistry)

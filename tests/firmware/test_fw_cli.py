@@ -80,7 +80,9 @@ def test_the_whole_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     out = capsys.readouterr().out
     assert "dev1: updated, running 1.1.0 (was 1.0.0); chunks fetched 6, resumed 0" in out
     assert _fw("status", "--json") == 0
-    rows = json.loads(capsys.readouterr().out)
+    status = json.loads(capsys.readouterr().out)
+    assert status["rollout"] is None
+    rows = status["devices"]
     assert [(r["device_id"], r["current"], r["last_result"]) for r in rows] == \
         [("dev1", "1.1.0", "updated")]
     assert _fw("status", "--device-dir", "dev1") == 0
@@ -97,3 +99,39 @@ def test_bad_arguments_are_refused_by_the_parser(capsys: pytest.CaptureFixture[s
     assert "--version" in capsys.readouterr().err
     with pytest.raises(UsageError, match=r"--workers > 1 shares one port"):
         _fw("serve", "--workers", "2", "--port", "0", "--certs", "/nonexistent")
+
+
+def test_a_staged_push_and_its_status(registry_where: str, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from qpuos.firmware.fleet import open_registry
+
+    monkeypatch.chdir(tmp_path)
+    Path("v1.bin").write_bytes(image_bytes(1))
+    assert _fw("keygen") == 0
+    with open_registry(registry_where) as reg:
+        for i in range(10):
+            reg.seen(f"dev{i}", version="0.9")
+    with pytest.raises(UsageError, match=r"--max-failure-rate applies to a staged"):
+        _fw("push", "v1.bin", "--version", "1.0.0", "--max-failure-rate", "0.1")
+    with pytest.raises(UsageError, match=r"--max-failure-rate 1.5 is outside"):
+        _fw("push", "v1.bin", "--version", "1.0.0", "--stages", "100",
+            "--max-failure-rate", "1.5")
+    capsys.readouterr()
+    assert _fw("push", "v1.bin", "--version", "1.0.0", "--registry", registry_where,
+               "--stages", "20,100", "--max-failure-rate", "0.4") == 0
+    assert "over 10 device(s) in stages 20,100% (halts above 40% failures): running, " \
+        "stage 1 of 2 (20%): 0 of 2 updated, 0 failed" in capsys.readouterr().out
+    with open_registry(registry_where) as reg:
+        reg.report("dev0", version="1.0.0", result="updated")
+        reg.report("dev1", version="1.0.0", result="updated")  # stage 2 opens
+        for dev in ("dev2", "dev3", "dev4", "dev5"):
+            reg.report(dev, version="0.9", result="rolled-back")
+    assert _fw("status", "--registry", registry_where) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("rollout 1.0.0: halted, stage 2 of 2 (100%): 0 of 8 updated, "
+                          "4 failed; stage 2 of 2 (100%): 4 of 8 devices failed"), out
+    assert _fw("status", "--registry", registry_where, "--json") == 0
+    state = json.loads(capsys.readouterr().out)["rollout"]
+    assert (state["state"], state["stage"], state["failed"], state["members"]) == \
+        ("halted", 1, 4, 10)

@@ -11,11 +11,15 @@ The pieces, bottom up:
   verified, resumable chunks.
 - :mod:`~qpuos.firmware.server` and :mod:`~qpuos.firmware.transport`: the asyncio
   TLS 1.3 server (ALPN ``quantum-firmware/1.0``) and the device's client.
-- :mod:`~qpuos.firmware.fleet`: the fleet registry (SQLite).
+- :mod:`~qpuos.firmware.fleet`: the fleet registry (SQLite, or PostgreSQL for several
+  servers: :class:`PostgresRegistry`, imported on first use so psycopg stays optional),
+  and :mod:`~qpuos.firmware.rollout`: staged rollouts halting on an error threshold.
 - :mod:`~qpuos.firmware.certs`: local certificates.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from qpuos.errors import (
     ChunkError,
@@ -39,7 +43,7 @@ from qpuos.firmware.client import (
     UpdateResult,
     provision_device,
 )
-from qpuos.firmware.fleet import DeviceRecord, Registry, SqliteRegistry
+from qpuos.firmware.fleet import DeviceRecord, Registry, SqliteRegistry, open_registry
 from qpuos.firmware.image import (
     Envelope,
     MetaFile,
@@ -53,6 +57,7 @@ from qpuos.firmware.image import (
     verify_envelope,
 )
 from qpuos.firmware.repo import keygen, refresh_timestamp, rotate_keys, sign_image
+from qpuos.firmware.rollout import RolloutState, parse_stages
 from qpuos.firmware.server import FirmwareServer, ServerStats, serve_in_thread, server_context
 from qpuos.firmware.slots import BootedImage, BootState, ImageRecord, SlotStore
 from qpuos.firmware.transport import TlsFetcher, client_context, update_device
@@ -76,9 +81,11 @@ __all__ = [
     "MetaFile",
     "MetadataError",
     "MetadataMismatch",
+    "PostgresRegistry",
     "Registry",
     "RegistryError",
     "RollbackAttack",
+    "RolloutState",
     "Root",
     "ServerStats",
     "SignatureError",
@@ -96,6 +103,8 @@ __all__ = [
     "describe_image",
     "keygen",
     "make_certs",
+    "open_registry",
+    "parse_stages",
     "provision_device",
     "refresh_timestamp",
     "rotate_keys",
@@ -106,3 +115,16 @@ __all__ = [
     "update_device",
     "verify_envelope",
 ]
+
+
+if TYPE_CHECKING:
+    from qpuos.firmware._pg import PostgresRegistry
+
+
+def __getattr__(name: str) -> Any:
+    """``PostgresRegistry`` on first use: importing it needs psycopg."""
+    if name == "PostgresRegistry":
+        from qpuos.firmware._pg import PostgresRegistry
+
+        return PostgresRegistry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

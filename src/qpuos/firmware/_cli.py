@@ -9,6 +9,8 @@ CLI's one handler (``ClassName: message``, exit 2). A local trial run::
     qpuos fw provision dev1 --root fw-repo/metadata/root.json --image v1.bin --version 1.0.0
     qpuos fw serve --repo fw-repo --certs fw-certs --port 8443 &
     qpuos fw push v2.bin --version 1.1.0 --repo fw-repo
+    # or staged: 10 % of the fleet first, halting if over 20 % of a stage fails
+    qpuos fw push v3.bin --version 1.2.0 --stages 10,50,100 --max-failure-rate 0.2
     qpuos fw update --server qfw://127.0.0.1:8443 --device-id dev1 --device-dir dev1 \\
         --ca fw-certs/ca.pem
     qpuos fw status
@@ -29,6 +31,8 @@ from qpuos._argtypes import positive_float, positive_int
 __all__ = ["add_fw_parser"]
 
 _REGISTRY = "fw-repo/fleet.db"
+_REGISTRY_HELP = (f"SQLite file, or a postgresql:// URL for several servers (default "
+                  f"{_REGISTRY})")
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
@@ -68,14 +72,46 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_push(args: argparse.Namespace) -> int:
-    from qpuos.firmware.fleet import SqliteRegistry
+def _where(registry: str) -> str:
+    """The registry for messages: a URL's password is not printed."""
+    head, at, tail = registry.rpartition("@")
+    return f"{head.partition('://')[0]}://...@{tail}" if at and "://" in head else registry
 
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from qpuos.errors import UsageError
+    from qpuos.firmware.fleet import open_registry
+    from qpuos.firmware.rollout import parse_stages
+
+    if args.stages is None and args.max_failure_rate is not None:
+        raise UsageError("--max-failure-rate applies to a staged rollout: add --stages")
+    if args.stages is not None and args.device:
+        raise UsageError("a staged rollout covers the whole fleet: drop --device")
+    stages = parse_stages(args.stages) if args.stages is not None else None
+    rate = 0.2 if args.max_failure_rate is None else args.max_failure_rate
+    if not 0.0 <= rate < 1.0:
+        raise UsageError(f"--max-failure-rate {rate} is outside [0, 1); give a fraction "
+                         "such as 0.2")
     entry = _sign(args)
-    with SqliteRegistry(args.registry) as reg:
+    with open_registry(args.registry) as reg:
+        if stages is not None:
+            state = reg.start_rollout(entry.version, stages=stages, max_failure_rate=rate)
+            print(f"rollout of {entry.version} over {state.members} device(s) in stages "
+                  f"{','.join(map(str, stages))}% (halts above {rate:.0%} failures): "
+                  f"{_rollout_line(state)}")
+            return 0
         n = reg.set_target(entry.version, devices=args.device or None)
-    print(f"target {entry.version} set for {n} device(s) in {args.registry}")
+    print(f"target {entry.version} set for {n} device(s) in {_where(args.registry)}")
     return 0
+
+
+def _rollout_line(state: Any) -> str:
+    if state.state == "done":
+        return f"done, all {len(state.stages)} stages complete"
+    line = (f"{state.state}, stage {state.stage + 1} of {len(state.stages)} "
+            f"({state.stages[state.stage]}%): {state.succeeded} of {state.stage_size} "
+            f"updated, {state.failed} failed")
+    return f"{line}; {state.reason}" if state.reason else line
 
 
 def _cmd_provision(args: argparse.Namespace) -> int:
@@ -93,7 +129,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from qpuos.errors import UsageError
-    from qpuos.firmware.fleet import SqliteRegistry
+    from qpuos.firmware.fleet import open_registry
     from qpuos.firmware.server import FirmwareServer, server_context
 
     if args.workers > 1 and args.port == 0:
@@ -107,7 +143,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):  # stop cleanly, as a daemon should
             loop.add_signal_handler(sig, stop.set)
-        with SqliteRegistry(args.registry) as reg:
+        with open_registry(args.registry) as reg:
             async with FirmwareServer(
                     args.repo, ctx, registry=reg, host=args.host, port=args.port,
                     handshake_timeout=args.handshake_timeout,
@@ -159,7 +195,7 @@ def _cmd_update(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     import time
 
-    from qpuos.firmware.fleet import SqliteRegistry
+    from qpuos.firmware.fleet import open_registry
 
     if args.device_dir:
         from qpuos.firmware.slots import SlotStore
@@ -167,18 +203,29 @@ def _cmd_status(args: argparse.Namespace) -> int:
         state = SlotStore(Path(args.device_dir) / "slots").state()
         print(json.dumps(state.to_json(), indent=2, sort_keys=True))
         return 0
-    if not Path(args.registry).exists():
+    url = args.registry.startswith(("postgresql://", "postgres://"))
+    if not url and not Path(args.registry).exists():
         print(f"no registry at {args.registry}; `qpuos fw serve` or `push` creates it",
               file=sys.stderr)
         return 0
-    with SqliteRegistry(args.registry) as reg:
+    with open_registry(args.registry) as reg:
         rows = reg.devices()
+        rollout = reg.rollout()
     if args.json:
-        print(json.dumps([{"device_id": r.device_id, "current": r.current_version,
-                           "target": r.target_version, "last_seen": r.last_seen,
-                           "last_result": r.last_result, "reports": r.reports}
-                          for r in rows], indent=2))
+        print(json.dumps({
+            "devices": [{"device_id": r.device_id, "current": r.current_version,
+                         "target": r.target_version, "last_seen": r.last_seen,
+                         "last_result": r.last_result, "reports": r.reports}
+                        for r in rows],
+            "rollout": None if rollout is None else {
+                "version": rollout.version, "stages": list(rollout.stages),
+                "max_failure_rate": rollout.max_failure_rate, "stage": rollout.stage,
+                "state": rollout.state, "reason": rollout.reason,
+                "members": rollout.members, "stage_size": rollout.stage_size,
+                "succeeded": rollout.succeeded, "failed": rollout.failed}}, indent=2))
         return 0
+    if rollout is not None:
+        print(f"rollout {rollout.version}: {_rollout_line(rollout)}")
     print(f"{'DEVICE':<16} {'CURRENT':<10} {'TARGET':<10} {'LAST SEEN':<20} LAST RESULT")
     for r in rows:
         seen = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.last_seen)) \
@@ -234,8 +281,15 @@ def add_fw_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     p = sub.add_parser("push", help="sign an image and make it the fleet's target")
     _image_args(p)
-    p.add_argument("--registry", default=_REGISTRY, help=f"SQLite file (default {_REGISTRY})")
+    p.add_argument("--registry", default=_REGISTRY, help=_REGISTRY_HELP)
     p.add_argument("--device", action="append", help="only these devices (repeatable)")
+    p.add_argument("--stages", default=None, metavar="PCT,...",
+                   help="staged rollout over the known devices: cumulative percentages "
+                        "ending at 100, e.g. 10,50,100; a stage opens when the previous "
+                        "one's devices report success")
+    p.add_argument("--max-failure-rate", type=float, default=None, metavar="F",
+                   help="halt the staged rollout when more than this fraction of a "
+                        "stage's devices fail (default 0.2)")
     p.set_defaults(func=_cmd_push)
 
     v = sub.add_parser("provision", help="set up a device folder with a factory image")
@@ -252,7 +306,7 @@ def add_fw_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "fw-certs)")
     r.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     r.add_argument("--port", type=int, default=8443, help="port (default 8443; 0: any)")
-    r.add_argument("--registry", default=_REGISTRY, help=f"SQLite file (default {_REGISTRY})")
+    r.add_argument("--registry", default=_REGISTRY, help=_REGISTRY_HELP)
     r.add_argument("--mtls", action="store_true", help="require device certificates")
     r.add_argument("--workers", type=positive_int, default=1,
                    help="processes sharing the port with SO_REUSEPORT (default 1)")
@@ -275,7 +329,7 @@ def add_fw_parser(subparsers: Any) -> argparse.ArgumentParser:
     u.set_defaults(func=_cmd_update)
 
     t = sub.add_parser("status", help="the fleet registry, or one device's slots")
-    t.add_argument("--registry", default=_REGISTRY, help=f"SQLite file (default {_REGISTRY})")
+    t.add_argument("--registry", default=_REGISTRY, help=_REGISTRY_HELP)
     t.add_argument("--device-dir", default=None, help="show this device's boot pointer")
     t.add_argument("--json", action="store_true", help="print JSON")
     t.set_defaults(func=_cmd_status)

@@ -110,8 +110,10 @@ class DirectoryFetcher:
 class UpdateResult:
     """What one :meth:`UpdateAgent.update` did.
 
-    ``status`` is "current" (nothing newer), "updated" (new image confirmed) or
-    "rolled-back" (the new image failed its health check; the old one runs).
+    ``status`` is "current" (nothing newer), "updated" (new image confirmed),
+    "rolled-back" (the new image failed its health check; the old one runs) or "held"
+    (a newer image is signed but the fleet registry has not assigned it to this device
+    yet, e.g. a staged rollout that has not reached it or was halted).
     """
 
     status: str
@@ -323,8 +325,13 @@ class UpdateAgent:
             self.slots.install(staging)
         return fetched, resumed, refetched
 
-    def update(self) -> UpdateResult:
+    def update(self, *, allowed: str | None = None) -> UpdateResult:
         """Boot, verify the metadata, and install the newer image if there is one.
+
+        Args:
+            allowed: the newest version the fleet registry lets this device install now
+                (its target, from a staged rollout or a push); a newer signed image is
+                then left alone ("held"). None: no limit.
 
         Returns:
             What happened (see :class:`UpdateResult`).
@@ -351,6 +358,8 @@ class UpdateAgent:
                 raise MetadataMismatch(f"{self.name} {target.version} is signed with a "
                                        "different hash than the running image; refused")
             return UpdateResult("current", current.version, current.version)
+        if allowed is not None and order[0] > parse_version(allowed):
+            return UpdateResult("held", current.version, current.version)
         if target.length > self._max_image:
             raise LengthExceeded(f"{self.name} {target.version} is {target.length} bytes, "
                                  f"over this device's {self._max_image}; refused")

@@ -5,9 +5,10 @@ seen and how its last update ended.
 is the default, safe for several threads and processes on one host: WAL journal (readers
 never block the writer), every write in ``BEGIN IMMEDIATE`` (the write lock is taken at
 the start, so two read-modify-writes cannot interleave and lose an update), and a bounded
-retry with backoff when another writer holds the lock past ``busy_timeout``. A
-PostgreSQL registry for fleets served by several hosts, and staged rollouts with an
-error threshold, are to come behind the same protocol.
+retry with backoff when another writer holds the lock past ``busy_timeout``.
+:class:`~qpuos.firmware._pg.PostgresRegistry` serves fleets behind several update
+servers; :func:`open_registry` picks the backend from its argument. Both hold staged
+rollouts (:mod:`qpuos.firmware.rollout`) in the same transactions as the reports.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from qpuos.errors import ClosedResourceError, QpuosInternalError, RegistryError
+from qpuos.firmware import rollout as _rollout
+from qpuos.firmware.rollout import RolloutState
 
-__all__ = ["DeviceRecord", "Registry", "SqliteRegistry"]
+__all__ = ["DeviceRecord", "Registry", "SqliteRegistry", "open_registry"]
 
 _T = TypeVar("_T")
 
@@ -74,12 +77,29 @@ class Registry(Protocol):
         """The device's row, or None."""
         ...
 
+    def start_rollout(self, version: str, *, stages: Sequence[int],
+                      max_failure_rate: float) -> RolloutState:
+        """Replace any rollout with a staged one of ``version`` over the known devices."""
+        ...
+
+    def rollout(self) -> RolloutState | None:
+        """The current rollout, or None."""
+        ...
+
     def devices(self) -> list[DeviceRecord]:
         """Every row, by device id."""
         ...
 
     def close(self) -> None:
         """Release the connections (idempotent)."""
+        ...
+
+    def __enter__(self) -> Registry:
+        """The registry itself."""
+        ...
+
+    def __exit__(self, *exc: object) -> None:
+        """Close it."""
         ...
 
 
@@ -107,7 +127,8 @@ class SqliteRegistry:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
-        self._write(lambda db: [db.execute(statement) for statement in _SCHEMA])
+        self._write(lambda db: [db.execute(statement)
+                                for statement in (*_SCHEMA, *_rollout.SCHEMA)])
 
     def _db(self) -> sqlite3.Connection:
         if self._closed:
@@ -198,6 +219,7 @@ class SqliteRegistry:
                        "excluded.current_version, last_seen = excluded.last_seen, "
                        "last_result = excluded.last_result, reports = excluded.reports",
                        (device_id, version, time.time(), result, count))
+            _rollout.on_report(_exec(db), device_id, version, result, lock="")
             return self._must_row(db, device_id)
         return self._write(body)
 
@@ -224,6 +246,27 @@ class SqliteRegistry:
         """The device's row, or None."""
         return self._row(self._db(), device_id)
 
+    def start_rollout(self, version: str, *, stages: Sequence[int],
+                      max_failure_rate: float) -> RolloutState:
+        """Start a staged rollout (see :mod:`qpuos.firmware.rollout`); returns its state.
+
+        Raises:
+            UsageError: bad stages or failure rate.
+        """
+        steps = _rollout.parse_stages(stages)
+
+        def body(db: sqlite3.Connection) -> RolloutState:
+            _rollout.start(_exec(db), version, steps, max_failure_rate)
+            got = _rollout.state(_exec(db))
+            if got is None:
+                raise QpuosInternalError("a rollout vanished inside its transaction")
+            return got
+        return self._write(body)
+
+    def rollout(self) -> RolloutState | None:
+        """The current rollout, or None."""
+        return _rollout.state(_exec(self._db()))
+
     def devices(self) -> list[DeviceRecord]:
         """Every row, ordered by device id."""
         rows = self._db().execute("SELECT device_id, current_version, target_version, "
@@ -244,3 +287,38 @@ class SqliteRegistry:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _exec(db: sqlite3.Connection) -> _rollout.Exec:
+    def run(sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
+        return db.execute(sql, tuple(params)).fetchall()
+    return run
+
+
+def open_registry(where: str | Path) -> Registry:
+    """Open the fleet registry ``where`` names: a ``postgresql://`` (or ``postgres://``)
+    URL opens :class:`~qpuos.firmware._pg.PostgresRegistry`, anything else is a SQLite
+    file path.
+
+    Args:
+        where: a PostgreSQL URL or a file path.
+
+    Returns:
+        The registry (close it, or use it as a context manager).
+
+    Raises:
+        RegistryError: the database cannot be opened.
+
+    >>> import tempfile, os
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     reg = open_registry(os.path.join(d, "f.db"))
+    ...     kind = type(reg).__name__
+    ...     reg.close()
+    >>> kind
+    'SqliteRegistry'
+    """
+    if isinstance(where, str) and where.startswith(("postgresql://", "postgres://")):
+        from qpuos.firmware._pg import PostgresRegistry
+
+        return PostgresRegistry(where)
+    return SqliteRegistry(where)

@@ -264,13 +264,15 @@ def update_device(device_dir: str | os.PathLike[str], url: str, *, device_id: st
     with TlsFetcher(url, context, timeout=timeout) as fetcher:
         agent = UpdateAgent(device_dir, fetcher, name=name, **agent_options)
         running = agent.running_version()
-        fetcher.hello(device_id, version=running)
+        allowed = fetcher.hello(device_id, version=running)  # the registry's target
         try:
-            result = agent.update()
+            result = agent.update(allowed=allowed)
         except FirmwareTransportError:
             raise
         except FirmwareError as exc:
             fetcher.report(device_id, version=running, result=f"error: {type(exc).__name__}")
             raise
-        fetcher.report(device_id, version=result.version, result=result.status)
+        # a held device did nothing: to the registry (and a rollout) it is "current"
+        status = "current" if result.status == "held" else result.status
+        fetcher.report(device_id, version=result.version, result=status)
         return result
