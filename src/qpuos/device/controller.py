@@ -134,6 +134,9 @@ class _Controller:
     def _job(self, job: int) -> None:
         r = self.regs
         seen = time.monotonic_ns()
+        # STATE first: the host takes "JOB_ID is mine and STATE is DONE or FAULT" as the
+        # end of its job, so JOB_ID must never name this job beside the last one's DONE.
+        r.write("STATUS", QpuState.RUNNING)
         r.write("JOB_ID", job)
         mask = r.read("JOB_QUBITS")
         shots, length = r.read("JOB_SHOTS"), r.read("JOB_LENGTH")
@@ -160,7 +163,6 @@ class _Controller:
         k.seed(r.read("JOB_SEED") & 0x7FFF_FFFF_FFFF_FFFF)
         t0 = time.monotonic_ns() + LEAD_NS
         r.write("JOB_T0", t0)
-        r.write("STATUS", QpuState.RUNNING)
         header[H_JOB] = job
         header[H_SEEN_NS] = seen
         done = 0

@@ -36,14 +36,15 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     page, doc = write_report(report, args.out)
     for f in report.findings:
         console.print(f"[bold]{f.probe}[/] {f.quantity}: {f.text} "
-                      f"(confidence {100 * f.confidence:.0f} %)", markup=True)
+                      f"(confidence {100 * f.confidence:.0f} %)", soft_wrap=True)
     missed = [m for r in report.results for m in r.misses]
     if missed:
-        console.print(f"searched, none found: {', '.join(m.quantity for m in missed)}")
+        console.print(f"searched, none found: {', '.join(m.quantity for m in missed)}",
+                      soft_wrap=True)
     for w in report.noise.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     console.print(f"{len(report.findings)} thresholds in {report.seconds:.0f} s; "
-                  f"wrote {page} and {doc}")
+                  f"wrote {page} and {doc}", soft_wrap=True)
     return 0
 
 
