@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+
+import pytest
+
 import qpuos.errors
-import qpuos.quantum
 
 QUANTUM = {
     "DAG", "Circuit", "CompileResult", "Condition", "Device", "DurationModel",
@@ -31,12 +34,6 @@ ERRORS = {
 }
 
 
-def test_quantum_layer_exports_exactly_its_public_names() -> None:
-    assert set(qpuos.quantum.__all__) ^ QUANTUM == set()
-    missing = {name for name in QUANTUM if not hasattr(qpuos.quantum, name)}
-    assert missing == set()
-
-
 def test_every_error_derives_from_the_base() -> None:
     assert set(qpuos.errors.__all__) ^ ERRORS == set()
     strays = {name for name in ERRORS
@@ -45,14 +42,6 @@ def test_every_error_derives_from_the_base() -> None:
 
 
 IPC = {"ArenaHook", "MpmcRing", "RecordRing", "SpscRing", "WaitMode", "unlink_ring"}
-
-
-def test_ipc_layer_exports_exactly_its_public_names() -> None:
-    import qpuos.ipc
-
-    assert set(qpuos.ipc.__all__) ^ IPC == set()
-    missing = {name for name in IPC if not hasattr(qpuos.ipc, name)}
-    assert missing == set()
 
 
 KERNEL = {
@@ -65,26 +54,10 @@ KERNEL = {
 }
 
 
-def test_kernel_layer_exports_exactly_its_public_names() -> None:
-    import qpuos.kernel
-
-    assert set(qpuos.kernel.__all__) ^ KERNEL == set()
-    missing = {name for name in KERNEL if not hasattr(qpuos.kernel, name)}
-    assert missing == set()
-
-
 DEVICE = {
     "DEVICE_ID", "QPU_REGISTERS", "FaultCode", "IrqBit", "LatencyStats", "Qpu", "QpuState",
     "RunResult", "format_counts", "pick_dilation", "run_on_device",
 }
-
-
-def test_device_layer_exports_exactly_its_public_names() -> None:
-    import qpuos.device
-
-    assert set(qpuos.device.__all__) ^ DEVICE == set()
-    missing = {name for name in DEVICE if not hasattr(qpuos.device, name)}
-    assert missing == set()
 
 
 BPF = {
@@ -97,28 +70,12 @@ BPF = {
 }
 
 
-def test_bpf_layer_exports_exactly_its_public_names() -> None:
-    import qpuos.bpf
-
-    assert set(qpuos.bpf.__all__) ^ BPF == set()
-    missing = {name for name in BPF if not hasattr(qpuos.bpf, name)}
-    assert missing == set()
-
-
 CLUSTER = {
     "CalibrationCheck", "CalibrationReport", "Cluster", "ClusterError", "ControllerExecutor",
     "Correlation", "Drift", "Executor", "JobResult", "MODES", "Mode", "NodeLost",
     "NodeStatus", "ShardError", "ShardedSimulator", "SimulatorExecutor", "SyncStats",
     "bell_circuit", "calibrate", "default_executor", "ghz_circuit",
 }
-
-
-def test_cluster_layer_exports_exactly_its_public_names() -> None:
-    import qpuos.cluster
-
-    assert set(qpuos.cluster.__all__) ^ CLUSTER == set()
-    missing = {name for name in CLUSTER if not hasattr(qpuos.cluster, name)}
-    assert missing == set()
 
 
 FIRMWARE = {
@@ -135,27 +92,11 @@ FIRMWARE = {
 }
 
 
-def test_firmware_layer_exports_exactly_its_public_names() -> None:
-    import qpuos.firmware
-
-    assert set(qpuos.firmware.__all__) ^ FIRMWARE == set()
-    missing = {name for name in FIRMWARE if not hasattr(qpuos.firmware, name)}
-    assert missing == set()
-
-
 LAB = {
     "PROBES", "PROBE_NAMES", "Finding", "Knee", "LabReport", "Miss", "Panel", "ProbeResult",
     "Scenario", "Series", "find_crossover", "find_hinge", "find_inverse_crossing", "find_step",
     "load_scenarios", "run_lab", "write_report",
 }
-
-
-def test_lab_layer_exports_exactly_its_public_names() -> None:
-    import qpuos.lab
-
-    assert set(qpuos.lab.__all__) ^ LAB == set()
-    missing = {name for name in LAB if not hasattr(qpuos.lab, name)}
-    assert missing == set()
 
 
 RT = {
@@ -164,9 +105,17 @@ RT = {
 }
 
 
-def test_rt_layer_exports_exactly_its_public_names() -> None:
-    import qpuos.rt
+LAYERS = {
+    "qpuos.quantum": QUANTUM, "qpuos.ipc": IPC, "qpuos.kernel": KERNEL,
+    "qpuos.device": DEVICE, "qpuos.bpf": BPF, "qpuos.cluster": CLUSTER,
+    "qpuos.firmware": FIRMWARE, "qpuos.lab": LAB, "qpuos.rt": RT,
+}
 
-    assert set(qpuos.rt.__all__) ^ RT == set()
-    missing = {name for name in RT if not hasattr(qpuos.rt, name)}
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_each_layer_exports_exactly_its_public_names(layer: str) -> None:
+    module = importlib.import_module(layer)
+    expected = LAYERS[layer]
+    assert set(module.__all__) ^ expected == set()
+    missing = {name for name in expected if not hasattr(module, name)}
     assert missing == set()
