@@ -1,6 +1,7 @@
 """``qpuos bench boot``: the controller's OS image, trimmed against the full stdlib.
 
-Builds the default image (the probed stdlib modules) and the anchor (the same image
+Builds the default image (the probed stdlib modules; every stage ``qpuos boot build``
+puts in, the circuit and kprobe stages included) and the anchor (the same image
 carrying the whole stdlib), then boots each under QEMU TCG, interleaved, ``--boots``
 times (median of 3; 1 with ``--quick``). Reports the image sizes, QEMU start ->
 Python main on the host's clock, the runtime's start inside the guest (Python main
@@ -19,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from _common import BenchRecord
-from qpuos.kernel.boot._cli import default_steps
+from qpuos.kernel.boot._cli import default_steps, provided_steps
 from qpuos.kernel.boot.image import ImageReport, build_image, find_kernel
 from qpuos.kernel.boot.init import BootConfig, Step
 from qpuos.kernel.boot.qemu import BootResult, boot, qemu_binary
@@ -58,15 +59,16 @@ def main(argv: list[str]) -> int:
 
     console = Console()
     rec = BenchRecord("boot")
+    above, data = provided_steps()  # circuit (compiled here, on the host) and kprobe
     config = BootConfig(modules=("/lib/modules/uio.ko", "/lib/modules/uio_pci_generic.ko"),
-                        steps=tuple(Step(*s) for s in default_steps()))
+                        steps=(*(Step(*s) for s in default_steps()), *above))
     kernel_bytes = kernel.vmlinuz.stat().st_size
     with tempfile.TemporaryDirectory(prefix="qpuos-bench-boot-") as tmp:
         images: dict[str, tuple[Path, ImageReport]] = {}
         for impl, full in zip(IMPLS, (False, True), strict=True):
             folder = Path(tmp) / ("full" if full else "trimmed")
             images[impl] = (folder, build_image(folder, config, kernel=kernel,
-                                                full_stdlib=full))
+                                                data_files=data, full_stdlib=full))
         results: dict[str, list[BootResult]] = {impl: [] for impl in IMPLS}
         with console.status("") as status:
             for r in range(args.boots):

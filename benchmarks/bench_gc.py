@@ -304,6 +304,14 @@ def main(argv: list[str]) -> int:
         rec.target(f"default {tag}: longest in-loop pause (shows ms pauses)",
                    d["pauses_in_loop"]["max"] / 1e3, 1000.0, "µs", at_most=False)
     rec.print_targets(console)
+    for pop in pops:
+        s = runs["scheduled", pop]
+        w, g0 = s["work"], s["pauses_by_generation"][0]
+        console.print(f"contrast, scheduled pop={pop:.0e}: the loop's own work (no "
+                      f"collection inside it) p99.9 {w['p99.9'] / 1e3:.1f} µs, max "
+                      f"{w['max'] / 1e3:.1f} µs; generation-0 pauses p99.9 "
+                      f"{g0['p99.9'] / 1e3:.1f} µs, max {g0['max'] / 1e3:.1f} µs (the "
+                      f"machine's stalls of a few-µs stretch of code)")
     load = os.getloadavg()
     console.print(f"load average now: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
                   f"(before: {' '.join(f'{x:.2f}' for x in rec.load_before)})")

@@ -42,6 +42,11 @@ Targets (issue [kernel] 5): qpuos blocking p50 <= 1/2 of asyncio's; spin-then-bl
 and busy-poll p50 <= 3 µs; 1 kHz timer lateness p99 <= 50 µs.
 
 ``--quick``: a few hundred events and ticks, two rounds; seconds, for a smoke test.
+``--dma-latency-us N``: hold a CPU wake-up latency request of N µs
+(``/dev/cpu_dma_latency`` through :class:`qpuos.rt.RealtimeProfile`) for the whole run,
+every implementation alike. At 0 the kernel's idle loop polls instead of halting the
+vCPU, which removes most of the wake-up cost the blocking rows pay (the
+``latency-performance`` idea); it costs a busy CPU while idle. Needs root.
 ``--pin``: the reader on one CPU, the writer on another, for every implementation.
 Unpinned, the kernel sometimes puts both on one CPU when other work keeps the second
 busy; a busy-polling reader then waits for the writer's time slice (a context switch,
@@ -68,6 +73,7 @@ from _common import BenchRecord
 from qpuos.kernel import syscall as sc
 from qpuos.kernel.irq import EventSource, TimerSource
 from qpuos.kernel.scheduler import Scheduler, irq
+from qpuos.rt import RealtimeProfile
 
 WRITER = r"""
 import os, random, select, sys, time
@@ -313,7 +319,7 @@ def timer_asyncio(period_ns: int, n: int, warmup: int) -> tuple[list[int], int]:
 
 def _uvloop() -> Any:
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return None
     return uvloop
@@ -348,7 +354,14 @@ def main(argv: list[str]) -> int:
                    help="run the reader (every implementation) on one CPU and the writer "
                         "on another; unpinned, the kernel may put both on one CPU, and a "
                         "busy-poll reader then waits for the writer's time slice")
+    p.add_argument("--dma-latency-us", type=int, default=None, metavar="N",
+                   help="hold a CPU wake-up latency request of N µs for the whole run "
+                        "(/dev/cpu_dma_latency; every implementation alike; needs root)")
     args = p.parse_args(argv)
+    if args.dma_latency_us is not None and args.dma_latency_us < 0:
+        print(f"UsageError: --dma-latency-us must be >= 0, got {args.dma_latency_us}",
+              file=sys.stderr)
+        return 2
     if args.quick:
         args.events, args.ticks_1k, args.ticks_10k, args.rounds = 300, 300, 1500, 2
     if min(args.events, args.interval_us, args.ticks_1k, args.ticks_10k, args.rounds) < 1 or \
@@ -407,11 +420,20 @@ def main(argv: list[str]) -> int:
             (f"contrast: bare timerfd + select.epoll, blocking {hz // 1000} kHz",
              partial(timer_bare, period, n, w)),
         ]
+    profile = RealtimeProfile(dma_latency_us=args.dma_latency_us)
+    report = profile.apply()
+    if not report.ok:
+        profile.close()
+        print("UsageError: " + "; ".join(item.line() for item in report.refused)
+              + " (run without --dma-latency-us, or as root)", file=sys.stderr)
+        return 2
+    for item in report.items:
+        console.print(item.line())
     doorbell: dict[str, list[int]] = {name: [] for name, _ in runs}
     timers: dict[str, tuple[list[int], int]] = {name: ([], 0) for name, _ in timer_runs}
     # Interleaved: every implementation runs once per round, in a rotated order, and the
     # samples are pooled, so a change of machine load during the run hits all of them.
-    with console.status("") as status:
+    with profile, console.status("") as status:
         for r in range(rounds):
             for i in range(len(runs)):
                 name, run = runs[(i + r) % len(runs)]
@@ -481,7 +503,8 @@ def main(argv: list[str]) -> int:
     rec.write(args.json, extra={"uvloop": "installed" if uvloop else "not installed",
                                 "events": args.events, "interval_us": args.interval_us,
                                 "jitter_us": args.jitter_us, "spin_us": args.spin_us,
-                                "pinned": args.pin})
+                                "pinned": args.pin,
+                                "dma_latency_us": args.dma_latency_us})
     print(f"wrote {args.json}")
     return 0
 

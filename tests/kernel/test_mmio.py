@@ -583,6 +583,57 @@ def test_dev_mem_reads_match_pread() -> None:
             (int.from_bytes(raw[:4], "little"), int.from_bytes(raw[8:], "little"))
 
 
+# -- without numpy and numba (the boot image's case) -------------------------------------
+
+_NO_NUMPY = """
+import sys
+
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("numpy", "numba", "llvmlite"):
+            raise ImportError(f"{name} is made unimportable by this test")
+        return None
+
+sys.meta_path.insert(0, Refuse())
+import types
+import qpuos
+# as the boot image's /init does: qpuos.kernel's __init__ re-exports mheap (numpy)
+kernel = sys.modules["qpuos.kernel"] = qpuos.kernel = types.ModuleType("qpuos.kernel")
+kernel.__path__ = [qpuos.__path__[0] + "/kernel"]
+from qpuos.kernel.mmio import Access, MmioWindow, Register, RegisterMap
+
+regs = RegisterMap("bar", [Register("ID", 0x0, access=Access.RO),
+                           Register("DATA", 0x8, width=64),
+                           Register("IRQ", 0x10, access=Access.W1C),
+                           Register("BELL", 0x14, width=16, access=Access.WO)])
+with MmioWindow.open_path(regs, sys.argv[1]) as bar:
+    bar.write("DATA", 0x0102030405060708)
+    bar.write("IRQ", 0b101)
+    bar.write("BELL", 0xBEEF)
+    print(hex(bar.read("ID")), hex(bar.read("DATA")), hex(bar.read("IRQ")))
+    try:
+        bar.set_bits("DATA", 1)
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("numpy", "numba")))
+"""
+
+
+def test_open_path_needs_neither_numpy_nor_numba(tmp_path: Path) -> None:
+    """What the boot image relies on: plain accesses import neither; atomics say why."""
+    bar = tmp_path / "resource0"
+    bar.write_bytes(b"\xed\x00\x00\x01" + bytes(4092))
+    out = subprocess.run([sys.executable, "-c", _NO_NUMPY, str(bar)], capture_output=True,
+                         text=True, check=True, timeout=120).stdout.splitlines()
+    assert out[0] == "0x10000ed 0x102030405060708 0x5"   # a real W1C is a plain store
+    assert re.match(r"^MmioError atomic register operations \(set_bits, .*\) need numba: "
+                    r"numpy is made unimportable by this test; install numba", out[1])
+    assert out[2] == "[]"
+    raw = bar.read_bytes()
+    assert raw[0x8:0x10] == bytes.fromhex("0807060504030201")
+    assert raw[0x14:0x16] == bytes.fromhex("efbe")
+
+
 # -- the window against a model ----------------------------------------------------------
 
 _NAMES = [r.name for r in REGS]

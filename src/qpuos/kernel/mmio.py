@@ -26,6 +26,10 @@ Design (memory ordering, why no caching):
 3. Read-modify-write across processes (``set_bits``, ``clear_bits``, emulated W1C) are
    lock-prefixed atomics at the register's width (numba intrinsics, kernel/atomics.py).
    ``write_field`` is a plain read-modify-write: use it on registers only one side writes.
+   numpy and numba are imported on the first atomic (or ``barrier()``, or any access
+   off x86-64), never before: ``import qpuos.kernel.mmio`` and plain ``read``/``write``
+   on an ``open_path`` window need neither, so the controller's boot image (which
+   cannot carry them) drives its PCI BAR through this class.
 4. Access rules apply to the ``"host"`` role (the driver): RO registers refuse writes,
    WO registers refuse reads. The ``"device"`` role is the emulated hardware itself and
    may read and write any register with plain loads and stores.
@@ -36,29 +40,22 @@ when the window opens; names are checked only when that lookup fails.
 
 from __future__ import annotations
 
+import functools
 import os
-import platform
 import sys
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any, Literal
 
-import numpy as np
-
 from qpuos.errors import ClosedResourceError, MmioError, QpuosError, UsageError
-from qpuos.kernel import _mmio_file, atomics
+from qpuos.kernel import _mmio_file
 from qpuos.kernel._mmio_map import Access, Field, Register, RegisterMap, unknown
 
 __all__ = ["Access", "Field", "MmioWindow", "Register", "RegisterMap", "unlink_window"]
 
-_TSO = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+_TSO = os.uname().machine.lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 _BYTEORDER = sys.byteorder
 _Format = Literal["B", "H", "I", "Q"]
-_FORMATS: dict[int, tuple[_Format, type[np.unsignedinteger[Any]]]] = {
-    8: ("B", np.uint8), 16: ("H", np.uint16), 32: ("I", np.uint32), 64: ("Q", np.uint64)}
-# Seen through Any: numba's dispatchers take numpy arrays and int64 operands.
-_fetch_or: Any = atomics.fetch_or
-_fetch_and: Any = atomics.fetch_and
-_fence: Any = atomics.fence
+_FORMATS: dict[int, _Format] = {8: "B", 16: "H", 32: "I", 64: "Q"}
 
 _Role = Literal["host", "device"]
 
@@ -83,8 +80,9 @@ class MmioWindow:
     (4, 1)
     """
 
-    __slots__ = ("_base", "_closed", "_creator", "_fenced", "_mm", "_rd", "_rmw",
-                 "_unlink_on_close", "_views", "_wr", "emulated", "name", "regmap", "role")
+    __slots__ = ("_arrays", "_base", "_closed", "_creator", "_fenced", "_fetch_and",
+                 "_fetch_or", "_mm", "_rd", "_rmw", "_unlink_on_close", "_views", "_wr",
+                 "emulated", "name", "regmap", "role")
 
     def __init__(self, regmap: RegisterMap, mm: Any, *, name: str, role: _Role,
                  emulated: bool, creator: int = 0, start: int = 0) -> None:
@@ -101,15 +99,18 @@ class MmioWindow:
         size = regmap.size
         self._base = memoryview(mm)[start:start + size]
         self._views: dict[int, memoryview] = {}
-        arrays: dict[int, np.ndarray[Any, Any]] = {}
+        self._arrays: dict[int, Any] = {}     # width -> numpy view, for the atomics
+        self._fetch_or: Any = None            # numba's, set with the first array
+        self._fetch_and: Any = None
         for width in sorted({r.width for r in regmap.registers}):
-            fmt, dtype = _FORMATS[width]
-            chunk = self._base[:size - size % (width // 8)]
-            self._views[width] = chunk.cast(fmt)
-            arrays[width] = np.frombuffer(chunk, dtype=dtype)
+            self._views[width] = self._base[:size - size % (width // 8)].cast(
+                _FORMATS[width])
         host = role == "host"
         self._rd: dict[str, tuple[memoryview, int]] = {}
+        # (view, index, w1c, limit); w1c: None for a plain store, else the numpy array
+        # of the atomics (False until the first atomic builds it: see _arm)
         self._wr: dict[str, tuple[memoryview, int, Any, int]] = {}
+        # (numpy array or None until _arm, index, limit, view)
         self._rmw: dict[str, tuple[Any, int, int, memoryview]] = {}
         for r in regmap.registers:
             view, index, limit = self._views[r.width], r.offset // (r.width // 8), \
@@ -118,9 +119,9 @@ class MmioWindow:
                 self._rd[r.name] = (view, index)
             if not (host and r.access is Access.RO):
                 w1c = host and emulated and r.access is Access.W1C
-                self._wr[r.name] = (view, index, arrays[r.width] if w1c else None, limit)
+                self._wr[r.name] = (view, index, False if w1c else None, limit)
             if not host or r.access is Access.RW:
-                self._rmw[r.name] = (arrays[r.width], index, limit, view)
+                self._rmw[r.name] = (None, index, limit, view)
 
     # -- opening ------------------------------------------------------------------------
 
@@ -215,7 +216,7 @@ class MmioWindow:
             raise self._refused(reg, "read") from None
         value: int = view[index]
         if self._fenced:
-            _fence()
+            _atomics().fence()
         return value
 
     def write(self, reg: str, value: int) -> None:
@@ -241,10 +242,12 @@ class MmioWindow:
         else:  # emulated W1C: clear the 1s, atomically against the device's set_bits
             if not isinstance(value, int) or not 0 <= value <= limit:
                 raise self._bad_value(reg, value, limit)
+            if w1c is False:
+                w1c = self._arm(reg)
             keep = ~value & limit
-            _fetch_and(w1c, index, keep - (1 << 64) if keep >> 63 else keep)
+            self._fetch_and(w1c, index, keep - (1 << 64) if keep >> 63 else keep)
         if self._fenced:
-            _fence()
+            _atomics().fence()
 
     def set_bits(self, reg: str, mask: int) -> int:
         """Atomically OR ``mask`` into ``reg`` (how the device raises STATUS/IRQ bits).
@@ -261,7 +264,10 @@ class MmioWindow:
             arr, index, limit, _ = self._rmw[reg]
         except KeyError:
             raise self._refused(reg, "set_bits") from None
-        return int(_fetch_or(arr, index, _int64(self._operand(reg, mask, limit))))
+        operand = _int64(self._operand(reg, mask, limit))
+        if arr is None:
+            arr = self._arm(reg)
+        return int(self._fetch_or(arr, index, operand))
 
     def clear_bits(self, reg: str, mask: int) -> int:
         """Atomically clear the bits of ``mask`` in ``reg`` (AND-NOT).
@@ -277,8 +283,10 @@ class MmioWindow:
             arr, index, limit, _ = self._rmw[reg]
         except KeyError:
             raise self._refused(reg, "clear_bits") from None
-        keep = ~self._operand(reg, mask, limit) & limit
-        return int(_fetch_and(arr, index, _int64(keep)))
+        keep = _int64(~self._operand(reg, mask, limit) & limit)
+        if arr is None:
+            arr = self._arm(reg)
+        return int(self._fetch_and(arr, index, keep))
 
     def read_field(self, reg: str, field: str) -> int:
         """Read bit field ``field`` of ``reg``.
@@ -320,7 +328,7 @@ class MmioWindow:
                             f"{reg!r} in map {self.regmap.name!r}; allowed: {allowed}")
         view[index] = (view[index] & ~(mask << lsb) & limit) | (int(value) << lsb)
         if self._fenced:
-            _fence()
+            _atomics().fence()
 
     def barrier(self) -> None:
         """Full memory fence: no access before it moves after it, nor the reverse.
@@ -330,7 +338,25 @@ class MmioWindow:
         """
         if self._closed:
             raise self._closed_error()
-        _fence()
+        _atomics().fence()
+
+    def _arm(self, reg: str) -> Any:
+        """Make the atomics ready (first use): import numba, view the window as unsigned
+        numpy arrays of each width, put them in the access tables; ``reg``'s array."""
+        ops = _atomics()
+        import numpy as np  # after _atomics(): its ImportError names what is missing
+
+        self._fetch_or, self._fetch_and = ops.fetch_or, ops.fetch_and
+        size = self.regmap.size
+        for width in self._views:
+            chunk = self._base[:size - size % (width // 8)]
+            self._arrays[width] = np.frombuffer(chunk, dtype=f"u{width // 8}")
+        for name, (_, index, limit, view) in self._rmw.items():
+            self._rmw[name] = (self._arrays[self.regmap[name].width], index, limit, view)
+        for name, (view, index, w1c, limit) in self._wr.items():
+            if w1c is not None:
+                self._wr[name] = (view, index, self._arrays[self.regmap[name].width], limit)
+        return self._arrays[self.regmap[reg].width]
 
     # -- errors --------------------------------------------------------------------------
 
@@ -383,6 +409,7 @@ class MmioWindow:
             return
         self._closed = True
         self._rd, self._wr, self._rmw = {}, {}, {}
+        self._arrays = {}  # drops numpy's exports of the mapping before it is closed
         for view in self._views.values():
             view.release()
         self._views = {}
@@ -422,6 +449,22 @@ def unlink_window(name: str) -> bool:
 def _check_role(role: str) -> None:
     if role not in ("host", "device"):
         raise UsageError(f"window role {role!r} is not valid; use 'host' or 'device'")
+
+
+@functools.cache
+def _atomics() -> ModuleType:
+    """``qpuos.kernel.atomics``, imported on first use (it loads numpy and numba).
+
+    Raises:
+        MmioError: numba (or numpy) is not installed: say that only atomics need it.
+    """
+    try:
+        from qpuos.kernel import atomics
+    except ImportError as exc:
+        raise MmioError(f"atomic register operations (set_bits, clear_bits, emulated W1C "
+                        f"writes, barrier, accesses off x86-64) need numba: {exc}; install "
+                        "numba, or use plain read()/write() (which do not)") from None
+    return atomics
 
 
 def _int64(value: int) -> int:

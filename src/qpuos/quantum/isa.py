@@ -26,6 +26,10 @@ as 35.6 ns are not whole nanoseconds); four parameters fit every standard gate (
 has four), so no gate needs splitting. The version byte sits in every record, so a
 controller can refuse a stream of another format at the first record it reads.
 
+The constants, :class:`Opcode` and the ``struct`` format :data:`RECORD_FORMAT` live in
+the numpy-free ``_isa_layout`` (the boot image's executor reads records with them) and
+are re-exported here unchanged.
+
 Stream order: records are sorted by ``(start_ns, circuit index)``, which is a
 topological order (an operation never starts before one it depends on, and ties keep
 circuit order), so a controller can issue them one after another at their timestamps.
@@ -39,13 +43,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from qpuos.errors import IsaError
+from qpuos.quantum._isa_layout import (
+    FLAG_TERMINAL,
+    NAME_OF,
+    NO_CLBIT,
+    NO_QUBIT,
+    OPCODE_OF,
+    RECORD_FORMAT,
+    RECORD_SIZE,
+    VERSION,
+    Opcode,
+    arity,
+    num_params,
+)
 from qpuos.quantum.timing import Schedule
 
 __all__ = [
@@ -54,6 +70,7 @@ __all__ = [
     "NO_QUBIT",
     "OPCODE_OF",
     "RECORD",
+    "RECORD_FORMAT",
     "VERSION",
     "IsaRecord",
     "Opcode",
@@ -63,112 +80,13 @@ __all__ = [
     "num_params",
 ]
 
-#: Format version carried by every record.
-VERSION = 1
-#: ``q0``/``q1`` value meaning "no qubit".
-NO_QUBIT = 0xFFFF
-#: ``clbit`` value meaning "no classical bit".
-NO_CLBIT = 0xFFFFFFFF
-#: Flag bit: a measurement with no later operation on its qubit.
-FLAG_TERMINAL = 0x0001
-
 #: One instruction record (see the module docstring for the byte layout).
 RECORD = np.dtype([
     ("seq", "<u4"), ("opcode", "u1"), ("version", "u1"), ("flags", "<u2"),
     ("q0", "<u2"), ("q1", "<u2"), ("clbit", "<u4"),
     ("start_ns", "<f8"), ("duration_ns", "<f8"), ("params", "<f8", (4,)),
 ])
-assert RECORD.itemsize == 64
-
-
-class Opcode(IntEnum):
-    """Stable operation codes. Values never change within a format version.
-
-    0x01-0x0F control and non-unitary operations, 0x10-0x3F one-qubit gates,
-    0x40-0x7F two-qubit gates (first qubit is the control where there is one).
-    """
-
-    END = 0x01
-    BARRIER = 0x02
-    DELAY = 0x03
-    MEASURE = 0x04
-    RESET = 0x05
-    U = 0x10
-    U3 = 0x11
-    U_ = 0x12
-    U2 = 0x13
-    U1 = 0x14
-    P = 0x15
-    U0 = 0x16
-    ID = 0x17
-    X = 0x18
-    Y = 0x19
-    Z = 0x1A
-    H = 0x1B
-    S = 0x1C
-    SDG = 0x1D
-    T = 0x1E
-    TDG = 0x1F
-    RX = 0x20
-    RY = 0x21
-    RZ = 0x22
-    SX = 0x23
-    SXDG = 0x24
-    CX_ = 0x40
-    CX = 0x41
-    CY = 0x42
-    CZ = 0x43
-    CH = 0x44
-    SWAP = 0x45
-    CRX = 0x46
-    CRY = 0x47
-    CRZ = 0x48
-    CU1 = 0x49
-    CP = 0x4A
-    CU3 = 0x4B
-    CSX = 0x4C
-    CU = 0x4D
-    RXX = 0x4E
-    RZZ = 0x4F
-
-
-#: Circuit instruction name -> opcode (``U``/``CX`` are OpenQASM's built-ins).
-OPCODE_OF: dict[str, Opcode] = {
-    "barrier": Opcode.BARRIER, "delay": Opcode.DELAY, "measure": Opcode.MEASURE,
-    "reset": Opcode.RESET, "U": Opcode.U, "u3": Opcode.U3, "u": Opcode.U_,
-    "u2": Opcode.U2, "u1": Opcode.U1, "p": Opcode.P, "u0": Opcode.U0, "id": Opcode.ID,
-    "x": Opcode.X, "y": Opcode.Y, "z": Opcode.Z, "h": Opcode.H, "s": Opcode.S,
-    "sdg": Opcode.SDG, "t": Opcode.T, "tdg": Opcode.TDG, "rx": Opcode.RX,
-    "ry": Opcode.RY, "rz": Opcode.RZ, "sx": Opcode.SX, "sxdg": Opcode.SXDG,
-    "CX": Opcode.CX_, "cx": Opcode.CX, "cy": Opcode.CY, "cz": Opcode.CZ, "ch": Opcode.CH,
-    "swap": Opcode.SWAP, "crx": Opcode.CRX, "cry": Opcode.CRY, "crz": Opcode.CRZ,
-    "cu1": Opcode.CU1, "cp": Opcode.CP, "cu3": Opcode.CU3, "csx": Opcode.CSX,
-    "cu": Opcode.CU, "rxx": Opcode.RXX, "rzz": Opcode.RZZ,
-}
-_NAME_OF = {int(op): name for name, op in OPCODE_OF.items()}
-_NAME_OF[int(Opcode.END)] = "end"
-_NPARAMS = {
-    "U": 3, "u3": 3, "u": 3, "u2": 2, "u1": 1, "p": 1, "u0": 1, "rx": 1, "ry": 1,
-    "rz": 1, "crx": 1, "cry": 1, "crz": 1, "cu1": 1, "cp": 1, "cu3": 3, "cu": 4,
-    "rxx": 1, "rzz": 1,
-}
-
-
-def num_params(name: str) -> int:
-    """How many of the four parameter slots ``name`` uses (0 for most gates).
-
-    >>> num_params("u"), num_params("cx"), num_params("cu")
-    (3, 0, 4)
-    """
-    return _NPARAMS.get(name, 0)
-
-
-def _arity(op: int) -> int:
-    if op >= 0x40:
-        return 2
-    if op >= 0x10 or op in (Opcode.MEASURE, Opcode.RESET, Opcode.DELAY):
-        return 1
-    return 0
+assert RECORD.itemsize == RECORD_SIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,11 +186,11 @@ def _encode_one(rec: NDArray[Any], seq: int, name: str, qubits: tuple[int, ...],
     if bad:
         raise IsaError(f"{where}: qubit(s) {bad} beyond the register of {width} qubits; "
                        "compile for this device first")
-    arity = _arity(code)
+    takes = arity(code)
     if code == Opcode.BARRIER:
         qubits = ()
-    elif len(qubits) != arity:
-        raise IsaError(f"{where}: {name!r} takes {arity} qubit(s)")
+    elif len(qubits) != takes:
+        raise IsaError(f"{where}: {name!r} takes {takes} qubit(s)")
     rec["seq"] = seq
     rec["opcode"] = code
     rec["version"] = VERSION
@@ -308,14 +226,14 @@ def decode(records: NDArray[Any]) -> list[IsaRecord]:
         if version != VERSION:
             raise IsaError(f"record {seq} has format version {version}; this build reads "
                            f"version {VERSION}: re-encode the schedule")
-        name = _NAME_OF.get(code)
+        name = NAME_OF.get(code)
         if name is None:
             raise IsaError(f"record {seq} has unknown opcode {code:#04x}")
         qubits = tuple(q for q in (q0, q1) if q != NO_QUBIT)
-        arity = _arity(code)
-        if code != Opcode.BARRIER and len(qubits) != arity:
+        takes = arity(code)
+        if code != Opcode.BARRIER and len(qubits) != takes:
             raise IsaError(f"record {seq} ({name}) names {len(qubits)} qubit(s), "
-                           f"{name!r} takes {arity}")
+                           f"{name!r} takes {takes}")
         if not (math.isfinite(start) and math.isfinite(dur)):
             raise IsaError(f"record {seq} ({name}) has a non-finite time "
                            f"(start {start}, duration {dur})")

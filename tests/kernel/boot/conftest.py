@@ -1,5 +1,8 @@
 """Shared fixtures of the boot tests: the QEMU/kernel probe and one boot per session.
 
+The session's image carries every stage: the kernel layer's (edu registers and
+interrupts) and those of the layers above it (``circuit``, ``kprobe``).
+
 Booting under TCG takes seconds, so the image is booted once per test session and
 every stage is asserted from that one log. Under pytest-xdist each worker is its own
 session: the first worker boots, the others wait on a lock and read its result.
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from qpuos.kernel.boot._cli import provided_steps
 from qpuos.kernel.boot.image import PYTHON, KernelFiles, build_image, find_kernel
 from qpuos.kernel.boot.init import BootConfig, Step
 from qpuos.kernel.boot.qemu import BootResult, Stage, boot, qemu_binary
@@ -65,14 +69,24 @@ def _result_from_json(text: str) -> BootResult:
 
 
 @pytest.fixture(scope="session")
-def default_config() -> BootConfig:
-    """The config of the session's boot: uio modules, edu registers, IRQS interrupts."""
-    return BootConfig(modules=MODULES, steps=STEPS)
+def provided() -> tuple[tuple[Step, ...], dict[str, bytes]]:
+    """The steps of the layers above the kernel (circuit, kprobe) and their data files,
+    as ``qpuos boot build`` adds them (the program is compiled here, on the host)."""
+    steps, files = provided_steps()
+    return tuple(steps), files
+
+
+@pytest.fixture(scope="session")
+def default_config(provided: tuple[tuple[Step, ...], dict[str, bytes]]) -> BootConfig:
+    """The config of the session's boot: uio modules, edu registers, IRQS interrupts,
+    then the circuit and kprobe stages."""
+    return BootConfig(modules=MODULES, steps=STEPS + provided[0])
 
 
 @pytest.fixture(scope="session")
 def booted(tmp_path_factory: pytest.TempPathFactory, kernel: KernelFiles,
-           default_config: BootConfig) -> BootResult:
+           default_config: BootConfig,
+           provided: tuple[tuple[Step, ...], dict[str, bytes]]) -> BootResult:
     """The default image built and booted once for the whole run (shared by workers)."""
     base = tmp_path_factory.getbasetemp()
     # xdist workers have basetemp <run>/popen-gwN; the run's folder is shared by them
@@ -83,7 +97,7 @@ def booted(tmp_path_factory: pytest.TempPathFactory, kernel: KernelFiles,
         if cached.exists():
             return _result_from_json(cached.read_text())
         image = shared / "qpuos-boot-image"
-        build_image(image, default_config, kernel=kernel)
+        build_image(image, default_config, kernel=kernel, data_files=provided[1])
         result = boot(image, kernel, timeout_s=BOOT_TIMEOUT_S)
         cached.write_text(_result_to_json(result))
         return result

@@ -1,5 +1,6 @@
 """The image boots under QEMU: every stage reported, the edu interrupts counted, a
-failing self-test fails `qpuos boot run`. One boot for the session (conftest), one
+host-compiled program executed and kprobes counted in the guest, a failing self-test
+fails `qpuos boot run`. One boot for the session (conftest), one
 more for the failing image, one cut short by a timeout."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from qpuos.kernel.boot.qemu import BootResult, boot
 pytestmark = pytest.mark.needs_qemu
 
 STAGES = ["mounts", "kernel", "runtime", "signals", "modules", "loop", "edu-registers",
-          "edu-irqs"]
+          "edu-irqs", "circuit", "kprobe"]
 
 
 def test_every_stage_is_reported_and_passes(booted: BootResult) -> None:
@@ -52,6 +53,27 @@ def test_edu_interrupts_arrive_in_the_vector_table_with_the_right_count(
     assert stage is not None and stage.ok, stage
     assert re.match(rf"^{irqs} edu interrupts via /dev/uio\d+: vector 32 count {irqs},",
                     stage.detail)
+
+
+def test_a_program_compiled_on_the_host_runs_in_the_guest(booted: BootResult) -> None:
+    stage = booted.stage("circuit")
+    assert stage is not None and stage.ok, stage
+    m = re.fullmatch(r"GHZ-4 compiled on the host for line:4 \((\d+) records, (\d+) swaps?\),"
+                     r" simulated in the guest: max \|dp\| (\S+)", stage.detail)
+    assert m is not None, stage.detail
+    assert int(m[1]) >= 6 and int(m[2]) >= 1 and float(m[3]) <= 1e-9
+
+
+def test_kprobes_count_getpid_calls_exactly_in_the_guest(booted: BootResult,
+                                                         default_config: BootConfig) -> None:
+    """The host has no kprobe PMU; the guest's kernel must have one: the stage passes."""
+    calls = next(s.args["calls"] for s in default_config.steps if s.name == "kprobe")
+    stage = booted.stage("kprobe")
+    assert stage is not None
+    assert stage.ok, f"the guest could not run kprobes: {stage.detail}"
+    assert re.fullmatch(rf"kprobe and kretprobe on __x64_sys_getpid each counted exactly "
+                        rf"{calls} getpid calls of this thread \(kernel 6\.1\.\S+\)",
+                        stage.detail), stage.detail
 
 
 def test_a_failing_self_test_makes_boot_run_fail(tmp_path: Path, kernel: KernelFiles,

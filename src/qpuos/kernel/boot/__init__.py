@@ -6,5 +6,5 @@ interpreter, its libraries, the stdlib modules the controller imports and qpuos;
 the staged boot report from the serial console.
 
 This package's ``__init__`` imports nothing: PID 1 imports its modules one by one, and
-the image must not pull in numpy (see ``_bar``).
+the image must not pull in numpy (see ``image``).
 """

@@ -4,21 +4,34 @@ For ``qpuos/cli.py`` to mount (``add_boot_parser(sub)``). Thin: parse, call
 :func:`~qpuos.kernel.boot.image.build_image` or :func:`~qpuos.kernel.boot.qemu.boot`,
 print. Errors propagate to the CLI's one handler (``ClassName: message``, exit 2); a
 boot whose stages did not all pass raises :class:`BootFailed` after printing them.
+
+Besides this layer's own steps (:func:`default_steps`), the image carries the self-tests
+of the layers above (:data:`PROVIDERS`): the ``circuit`` stage (a program compiled on
+the host, executed in the guest) and the ``kprobe`` stage. They are named as
+``module:function`` strings, exactly as PID 1 names its steps, so this layer imports
+nothing above it; each provider runs on the host at build time and returns its step and
+the data files the image must carry for it.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from qpuos._argtypes import positive_float
-from qpuos.errors import BootFailed, ImageError
+from qpuos.errors import BootFailed, ImageError, UsageError
 
-__all__ = ["DEFAULT_IMAGE_DIR", "add_boot_parser", "default_steps"]
+if TYPE_CHECKING:
+    from qpuos.kernel.boot.init import Step
+
+__all__ = ["DEFAULT_IMAGE_DIR", "PROVIDERS", "add_boot_parser", "default_steps",
+           "provided_steps"]
 
 DEFAULT_IMAGE_DIR = "out/boot"
 _SELFTEST = "qpuos.kernel.boot.selftest"
+#: Step providers of the layers above the kernel: ``fn(data_dir=...) -> (Step, files)``.
+PROVIDERS = ("qpuos.device.guest_program:boot_step", "qpuos.bpf.guest_checks:boot_step")
 
 
 def default_steps(*, irqs: int = 20) -> list[tuple[str, str, dict[str, Any]]]:
@@ -31,6 +44,40 @@ def default_steps(*, irqs: int = 20) -> list[tuple[str, str, dict[str, Any]]]:
             ("edu-irqs", f"{_SELFTEST}:edu_irqs", {"n": irqs})]
 
 
+def provided_steps(providers: tuple[str, ...] = PROVIDERS
+                   ) -> tuple[list[Step], dict[str, bytes]]:
+    """Run each step provider on the host: the steps and the data files they need.
+
+    Args:
+        providers: ``module:function`` names, each called as ``fn(data_dir=DATA_DIR)``
+            and returning ``(Step, {file name: bytes})``.
+
+    Returns:
+        The steps in order and all their data files.
+
+    Raises:
+        UsageError: a provider name does not resolve, or two providers write the same
+            data file.
+
+    >>> provided_steps(())
+    ([], {})
+    """
+    from qpuos.kernel.boot.init import DATA_DIR, _resolve
+
+    steps: list[Step] = []
+    files: dict[str, bytes] = {}
+    for entry in providers:
+        step, data = cast("tuple[Step, dict[str, bytes]]",
+                          _resolve(entry)(data_dir=DATA_DIR))
+        clash = sorted(set(files) & set(data))
+        if clash:
+            raise UsageError(f"step provider {entry} writes data file(s) {clash} that "
+                             "another provider wrote; give them distinct names")
+        steps.append(step)
+        files.update(data)
+    return steps, files
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     from qpuos.kernel.boot.image import build_image, find_kernel
     from qpuos.kernel.boot.init import BootConfig, Step
@@ -41,11 +88,14 @@ def _cmd_build(args: argparse.Namespace) -> int:
                          "scripts/ci_boot_deps.sh or pass --cache DIR")
     extra = {Path(p).stem: Path(p).read_text() for p in args.extra_module}
     steps = [Step(n, e, a) for n, e, a in default_steps(irqs=args.irqs)]
+    above, data = provided_steps(() if args.kernel_only else PROVIDERS)
+    steps += above
     steps += [Step(entry.partition(":")[2] or entry, entry) for entry in args.step]
     config = BootConfig(ticks=args.ticks, modules=("/lib/modules/uio.ko",
                                                    "/lib/modules/uio_pci_generic.ko"),
                         steps=tuple(steps))
-    report = build_image(args.out, config, kernel=kernel, extra_modules=extra)
+    report = build_image(args.out, config, kernel=kernel, extra_modules=extra,
+                         data_files=data)
     print(report.summary())
     if args.verbose:
         for f in report.files:
@@ -103,6 +153,9 @@ def add_boot_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="kernel cache (default $QPUOS_BOOT_CACHE or .cache/boot)")
     b.add_argument("--irqs", type=int, default=20, help="edu interrupts to count (20)")
     b.add_argument("--ticks", type=int, default=20, help="timer ticks of the loop (20)")
+    b.add_argument("--kernel-only", action="store_true",
+                   help="leave out the steps of the layers above the kernel (circuit, "
+                        "kprobe)")
     b.add_argument("--step", action="append", default=[], metavar="MODULE:FUNCTION",
                    help="an extra self-test step (repeatable)")
     b.add_argument("--extra-module", action="append", default=[], metavar="FILE.py",

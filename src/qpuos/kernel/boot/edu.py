@@ -6,8 +6,10 @@ bitwise inverse of what was written), a factorial unit, and an interrupt that so
 raises with IRQ_RAISE and acknowledges with IRQ_ACK. That makes it a real PCI device
 whose interrupt the boot image can trigger and count.
 
-:class:`EduUio` binds the device to ``uio_pci_generic``, maps BAR0 from sysfs and routes
-its INTx interrupt (``/dev/uioN``) into a :class:`~qpuos.kernel.irq.VectorTable`. The
+:class:`EduUio` binds the device to ``uio_pci_generic``, maps BAR0 from sysfs with the
+driver-side :class:`~qpuos.kernel.mmio.MmioWindow` (``open_path``: plain width-exact
+loads and stores, no numpy or numba, which the image cannot carry) and routes its INTx
+interrupt (``/dev/uioN``) into a :class:`~qpuos.kernel.irq.VectorTable`. The
 generic UIO driver masks INTx in the interrupt handler (PCI_COMMAND bit 10, "interrupt
 disable") and has no irqcontrol write, so the top half acknowledges the device and then
 clears that bit through the sysfs config file to take the next interrupt.
@@ -20,9 +22,8 @@ from types import TracebackType
 from typing import Any
 
 from qpuos.errors import UsageError
-from qpuos.kernel._mmio_map import Access, Field, Register, RegisterMap
-from qpuos.kernel.boot._bar import BarWindow
 from qpuos.kernel.irq import UioSource, VectorTable
+from qpuos.kernel.mmio import Access, Field, MmioWindow, Register, RegisterMap
 
 __all__ = ["EDU_DEVICE", "EDU_REGISTERS", "EDU_VENDOR", "EduUio", "find_edu"]
 
@@ -96,7 +97,7 @@ class EduUio:
     def __init__(self, pci_dir: str) -> None:
         self.pci_dir = pci_dir
         self.uio_path = _uio_node(pci_dir)
-        self.bar = BarWindow(EDU_REGISTERS, os.path.join(pci_dir, "resource0"))
+        self.bar = MmioWindow.open_path(EDU_REGISTERS, os.path.join(pci_dir, "resource0"))
         self._config = os.open(os.path.join(pci_dir, "config"), os.O_RDWR | os.O_CLOEXEC)
         self._closed = False
         self.unmask()

@@ -11,12 +11,15 @@ What goes in, and why (:class:`ImageReport` lists every file):
    says which module pulled each one in (the "why" column). Extension modules go to
    ``lib-dynload``; an empty ``os.py`` there is getpath's landmark for ``prefix=/usr``;
 3. qpuos's own modules (those the payload imports) zipped at ``/usr/lib/qpuos.zip``;
-4. ``/init``: a bootstrap that stands in a bare package object for ``qpuos.kernel``
-   (its ``__init__`` re-exports mheap and mmio, which import numpy and numba: ~250 MB
-   and seconds under TCG) and calls :func:`qpuos.kernel.boot.init.main`;
-5. ``/etc/qpuos/boot.json`` (:class:`~qpuos.kernel.boot.init.BootConfig`), the uio kernel
-   modules, and the device nodes the kernel and Python need before devtmpfs is mounted
-   (``/dev/console``, ``/dev/null``, ``/dev/urandom``: Python's hash seed).
+4. ``/init``: a bootstrap that stands in bare package objects for ``qpuos.kernel``,
+   ``qpuos.quantum``, ``qpuos.device`` and ``qpuos.bpf`` (their ``__init__`` files
+   re-export modules that import numpy and numba: ~250 MB and seconds under TCG; the
+   image loads only the numpy-free modules its steps name) and calls
+   :func:`qpuos.kernel.boot.init.main`;
+5. ``/etc/qpuos/boot.json`` (:class:`~qpuos.kernel.boot.init.BootConfig`), the steps'
+   data files under ``/etc/qpuos/data`` (e.g. a program compiled on the host), the uio
+   kernel modules, and the device nodes the kernel and Python need before devtmpfs is
+   mounted (``/dev/console``, ``/dev/null``, ``/dev/urandom``: Python's hash seed).
 
 Reproducible: entries sorted, fixed mtimes and owners (``initramfs``), zip members in
 order with a fixed date, ``.pyc`` files hash-based (no source mtime), gzip with mtime 0.
@@ -38,12 +41,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from qpuos.errors import ImageError
-from qpuos.kernel.boot.init import BootConfig
+from qpuos.errors import ImageError, UsageError
+from qpuos.kernel.boot.init import DATA_DIR, BootConfig
 from qpuos.kernel.boot.initramfs import Entry, write_cpio
 
-__all__ = ["IMAGE_NAME", "ImageReport", "Included", "KernelFiles", "build_image",
-           "find_kernel", "probe_imports"]
+__all__ = ["BARE_PACKAGES", "IMAGE_NAME", "ImageReport", "Included", "KernelFiles",
+           "build_image", "find_kernel", "probe_imports"]
 
 IMAGE_NAME = "initramfs.cpio.gz"
 PYTHON = "/usr/bin/python3.11"
@@ -58,24 +61,30 @@ _PAYLOAD = ("qpuos.kernel.boot.init", "qpuos.kernel.boot.selftest",
 _LEFT_OUT = {"_hashlib": "hashlib falls back to the builtin _sha256/_blake2; "
                          "_hashlib needs libcrypto (4.6 MB)"}
 
+# Layers whose __init__ imports numpy/numba: a bare package object loads their modules.
+BARE_PACKAGES = ("kernel", "quantum", "device", "bpf")
+_BARE = """import types
+for _layer in {layers!r}:
+    _pkg = sys.modules["qpuos." + _layer] = types.ModuleType("qpuos." + _layer)
+    _pkg.__path__ = [{root!r} + "/qpuos/" + _layer]
+    setattr(qpuos, _layer, _pkg)
+"""
+
 _BOOTSTRAP = """#!/usr/bin/python3.11 -IS
 import time; T0 = time.clock_gettime(time.CLOCK_BOOTTIME); print("QPUOS MAIN", flush=True)
-import sys, types
+import sys
 sys.path.append("/usr/lib/qpuos.zip")
 import qpuos
-# qpuos.kernel's __init__ imports numpy/numba; a bare package object loads its modules
-sys.modules["qpuos.kernel"] = qpuos.kernel = types.ModuleType("qpuos.kernel")
-qpuos.kernel.__path__ = ["/usr/lib/qpuos.zip/qpuos/kernel"]
+""" + _BARE.format(layers=BARE_PACKAGES, root="/usr/lib/qpuos.zip") + """\
 from qpuos.kernel.boot.init import main
 main(T0)
 """
 
 _PROBE = """
-import json, sys, types
+import json, sys
 sys.path[:0] = [{src!r}]
 import qpuos
-sys.modules["qpuos.kernel"] = qpuos.kernel = types.ModuleType("qpuos.kernel")
-qpuos.kernel.__path__ = [{src!r} + "/qpuos/kernel"]
+{bare}
 for name in {modules!r}:
     __import__(name)
 def origin(m):
@@ -155,7 +164,8 @@ def probe_imports(modules: tuple[str, ...], *, python: str = PYTHON) -> dict[str
     Raises:
         ImageError: the interpreter is missing or an import fails.
     """
-    code = _PROBE.format(src=str(_SRC), modules=list(modules))
+    bare = _BARE.format(layers=BARE_PACKAGES, root=str(_SRC))
+    code = _PROBE.format(src=str(_SRC), modules=list(modules), bare=bare)
     try:
         proc = subprocess.run([python, "-X", "importtime", "-I", "-S", "-c", code],
                               capture_output=True, text=True, check=False, timeout=120)
@@ -246,6 +256,7 @@ def _tree(files: Mapping[str, object]) -> list[Entry]:
 def build_image(out: str | os.PathLike[str], config: BootConfig, *,
                 kernel: KernelFiles | None = None, python: str = PYTHON,
                 extra_modules: Mapping[str, str] | None = None,
+                data_files: Mapping[str, bytes] | None = None,
                 full_stdlib: bool = False) -> ImageReport:
     """Write ``out/initramfs.cpio.gz`` running ``config`` as PID 1; report what is in it.
 
@@ -257,6 +268,8 @@ def build_image(out: str | os.PathLike[str], config: BootConfig, *,
         python: the interpreter to carry (must be a CPython 3.11 with this magic).
         extra_modules: module name -> source of extra top-level modules, zipped with
             qpuos (self-test steps that live outside the package, e.g. in tests).
+        data_files: file name -> bytes, written under ``init.DATA_DIR`` for the
+            steps to read (e.g. a program compiled on the host); plain names only.
         full_stdlib: carry the whole stdlib instead of the probed modules (the
             benchmark's comparison).
 
@@ -266,7 +279,13 @@ def build_image(out: str | os.PathLike[str], config: BootConfig, *,
     Raises:
         ImageError: the interpreter is missing or of another bytecode version, or an
             import of the payload fails.
+        UsageError: a data file's name is not a plain file name.
     """
+    data = dict(data_files or {})
+    for name in data:
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+            raise UsageError(f"data file name {name!r} is not a plain file name; use "
+                             "letters, digits, '_', '.' and '-' (no '/')")
     if _target_magic(python) != importlib.util.MAGIC_NUMBER:
         raise ImageError(f"{python} uses another bytecode version than this Python; run "
                          "the build under a Python 3.11")
@@ -309,6 +328,8 @@ def build_image(out: str | os.PathLike[str], config: BootConfig, *,
         for ko in (kernel.uio, kernel.uio_pci_generic):
             files[f"lib/modules/{ko.name}"] = (ko.read_bytes(), "module: edu interrupts")
     files["etc/qpuos/boot.json"] = (config.to_json().encode(), "config: PID 1's steps")
+    for name, blob in data.items():
+        files[f"{DATA_DIR.lstrip('/')}/{name}"] = (blob, "data: read by a self-test step")
     files["init"] = (_BOOTSTRAP.encode(), "init: the bootstrap of PID 1")
     executable = ("init", python.lstrip("/"))
     entries = [Entry.file(name, data, mode=0o755 if name in executable or ".so" in name

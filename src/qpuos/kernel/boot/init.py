@@ -36,9 +36,13 @@ from qpuos.errors import UsageError
 from qpuos.kernel._sys_admin import mount, reboot
 from qpuos.kernel.boot import selftest
 
-__all__ = ["BootConfig", "Step", "format_stage", "main", "run_steps"]
+__all__ = ["CONFIG_PATH", "DATA_DIR", "BootConfig", "Step", "format_stage", "main",
+           "run_steps"]
 
 CONFIG_PATH = "/etc/qpuos/boot.json"
+#: Where the image keeps the data files of its self-test steps (``build_image``'s
+#: ``data_files``); steps get their paths in their arguments.
+DATA_DIR = "/etc/qpuos/data"
 _MOUNTS = (("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs"),
            ("devtmpfs", "/dev", "devtmpfs"))
 
