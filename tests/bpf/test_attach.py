@@ -36,6 +36,7 @@ from qpuos.bpf.attach import (
     attach_tracepoint,
     tracepoint_id,
 )
+from qpuos.bpf.guest_checks import getpid_symbol, thread_counter_program
 from qpuos.bpf.loader import BpfProgram, ProgType, load_program
 from qpuos.bpf.maps import ArrayMap
 from qpuos.errors import BpfError, ClosedResourceError, UsageError
@@ -153,23 +154,10 @@ def test_a_socket_filter_cuts_packets_until_detached() -> None:
 # ------------------------------------------------------------------------- kprobes
 
 def _getpid_symbol() -> str:
-    """The kernel's getpid entry point under this architecture's syscall prefix."""
-    names = {line.split()[2] for line in Path("/proc/kallsyms").read_text().splitlines()
-             if line.endswith("sys_getpid")}
-    for name in ("__x64_sys_getpid", "__arm64_sys_getpid", "__se_sys_getpid",
-                 "sys_getpid"):
-        if name in names:
-            return name
-    pytest.skip(f"no getpid entry point among /proc/kallsyms symbols {sorted(names)}")
-
-
-def _thread_counter(counts: ArrayMap) -> list[Insn | Label]:
-    """counts[0] += 1 for each hit by this very thread."""
-    return [call("get_current_pid_tgid"), mov(R1, R0, width=32),
-            jne(R1, os.gettid(), "out"),
-            store(R10, -4, 0, size=4), ld_map_fd(R1, counts), mov(R2, R10), add(R2, -4),
-            call("map_lookup_elem"), jeq(R0, 0, "out"), mov(R1, 1), atomic_add(R0, 0, R1),
-            Label("out"), mov(R0, 0), exit_()]
+    try:
+        return getpid_symbol()
+    except BpfError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.mark.skipif(not KPROBE_PMU.is_dir(),
@@ -179,7 +167,7 @@ def _thread_counter(counts: ArrayMap) -> list[Insn | Label]:
 def test_a_kprobe_counts_exactly_this_threads_getpid_calls(retprobe: bool) -> None:
     function = _getpid_symbol()
     with ArrayMap.create(value="Q", max_entries=1) as counts:
-        with _load(_thread_counter(counts), ProgType.KPROBE) as p:
+        with _load(thread_counter_program(counts, os.gettid()), ProgType.KPROBE) as p:
             with attach_kprobe(p, function, retprobe=retprobe) as link:
                 assert link.kind == ("kretprobe" if retprobe else "kprobe")
                 assert link.target == f"{function}+0"

@@ -48,7 +48,7 @@ from qpuos.errors import BpfError
 if TYPE_CHECKING:
     from qpuos.kernel.boot.init import Step
 
-__all__ = ["boot_step", "getpid_symbol", "kprobe_check"]
+__all__ = ["boot_step", "getpid_symbol", "kprobe_check", "thread_counter_program"]
 
 _GETPID = ("__x64_sys_getpid", "__arm64_sys_getpid", "__se_sys_getpid", "sys_getpid")
 
@@ -82,8 +82,17 @@ def getpid_symbol(kallsyms: str | os.PathLike[str] = "/proc/kallsyms") -> str:
                    f"{sorted(names) or 'none'}); kprobes need one of {', '.join(_GETPID)}")
 
 
-def _thread_counter(counts: ArrayMap, tid: int) -> list[Insn | Label]:
-    """counts[0] += 1 for each hit by thread ``tid``."""
+def thread_counter_program(counts: ArrayMap | str, tid: int) -> list[Insn | Label]:
+    """A probe program that adds 1 to ``counts[0]`` on each hit by thread ``tid`` only.
+
+    Args:
+        counts: a one-entry array map of u64, or its name.
+        tid: the thread whose hits count (``threading.get_native_id()``).
+
+    >>> from qpuos.bpf.asm import assemble
+    >>> len(assemble(thread_counter_program("counts", 1), maps={"counts": 3})) // 8
+    14
+    """
     return [call("get_current_pid_tgid"), mov(R1, R0, width=32), jne(R1, tid, "out"),
             store(R10, -4, 0, size=4), ld_map_fd(R1, counts), mov(R2, R10), add(R2, -4),
             call("map_lookup_elem"), jeq(R0, 0, "out"), mov(R1, 1), atomic_add(R0, 0, R1),
@@ -92,7 +101,7 @@ def _thread_counter(counts: ArrayMap, tid: int) -> list[Insn | Label]:
 
 def _count(symbol: str, *, retprobe: bool, calls: int) -> int:
     with ArrayMap.create(value="Q", max_entries=1) as counts:
-        prog = _thread_counter(counts, threading.get_native_id())
+        prog = thread_counter_program(counts, threading.get_native_id())
         with load_program(prog, prog_type=ProgType.KPROBE, name="guest_getpid") as p:
             with attach_kprobe(p, symbol, retprobe=retprobe):
                 for _ in range(calls):
