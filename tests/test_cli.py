@@ -170,6 +170,21 @@ def test_unknown_benchmark_lists_the_available_ones(capsys: pytest.CaptureFixtur
                   rf"available: {re.escape(', '.join(available))}$")
 
 
+@pytest.mark.parametrize(("argv", "message"), [
+    (["irq", "--dma-latency-us", "-1"], r"--dma-latency-us must be >= 0, got -1$"),
+    (["irq", "--events", "0"], r"counts and intervals must be positive$"),
+    (["gc", "--seconds", "0"], r"--seconds, --rate and --populations must be positive$"),
+])
+def test_bad_benchmark_arguments_exit_2_before_measuring(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str],
+        message: str) -> None:
+    out_json = tmp_path / "out.json"
+    code, _, err = run(capsys, "bench", *argv, "--json", str(out_json))
+    assert code == 2
+    one_line(err, rf"^UsageError: {message}")
+    assert not out_json.exists()
+
+
 # --- nothing half-written ----------------------------------------------------------------
 
 
