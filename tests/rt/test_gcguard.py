@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import mmap
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -317,11 +318,16 @@ def test_memory_valve_collects_old_garbage_when_memory_grows() -> None:
                  on_degrade=seen.append) as guard:
         blocks: list[dict[str, Any]] = []
         for _ in range(48):
-            d: dict[str, Any] = {"data": bytearray(2**20)}
+            # A fresh mapping, every page written: resident memory grows whatever
+            # the C allocator kept from earlier tests in this process (it could hand
+            # a bytearray pages that are resident already).
+            data = mmap.mmap(-1, 2**20)
+            data.write(b"\x01" * 2**20)
+            d: dict[str, Any] = {"data": data}
             d["self"] = d
             blocks.append(d)
         gc.collect(1)  # promote them to the old generation, where idle never looks
-        del blocks, d  # now 48 MiB of cyclic garbage no young collection can find
+        del blocks, d, data  # now 48 MiB of cyclic garbage no young collection can find
         guard.idle(None)
         stats = guard.stats()
     valves = [e for e in seen if e.kind == "valve"]
