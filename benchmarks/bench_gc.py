@@ -293,14 +293,16 @@ def main(argv: list[str]) -> int:
                          f"in-loop: began while the loop worked)")
     for col in ("policy", "pop", "count g0/g1/g2", "in-loop", "in-loop p50/p99.9/max",
                 "all p50/p99.9/max"):
-        pauses.add_column(col, justify="left" if col == "policy" else "right")
+        pauses.add_column(col, justify="left" if col == "policy" else "right",
+                          overflow="fold")
     loop = Table(title="the loop: lateness from each tick's deadline, µs; RSS, MiB")
     for col in ("policy", "pop", "late p50/p99/max", "missed", "stall", "work p50",
                 "RSS start/half/end"):
-        loop.add_column(col, justify="left" if col == "policy" else "right")
+        loop.add_column(col, justify="left" if col == "policy" else "right",
+                      overflow="fold")
 
     def trio(block: dict[str, float], stats: tuple[str, ...]) -> str:
-        return "/".join(f"{block[s] / 1e3:.3g}" for s in stats) if block["n"] else "-"
+        return " / ".join(f"{block[s] / 1e3:.3g}" for s in stats) if block["n"] else "-"
 
     for (policy, pop), r in runs.items():
         impl = f"{policy} pop={pop:.0e}"
@@ -326,7 +328,7 @@ def main(argv: list[str]) -> int:
                        trio(al, ("p50", "p99.9", "max")))
         loop.add_row(policy, f"{pop:.0e}", trio(lt, ("p50", "p99", "max")), str(r["missed"]),
                      f"{r['stall_max'] / 1e3:.0f}", f"{r['work']['p50'] / 1e3:.1f}",
-                     "/".join(f"{r[k] / 2**20:.0f}" for k in ("rss_start", "rss_half",
+                     " / ".join(f"{r[k] / 2**20:.0f}" for k in ("rss_start", "rss_half",
                                                                "rss_end")))
     console.print(pauses)
     console.print(loop)
