@@ -287,7 +287,8 @@ def circuit_check(*, records: str, expected: str, tolerance: float = 1e-9) -> st
     """The image's ``circuit`` stage: run the host-compiled records, compare with the host.
 
     Args:
-        records: path of the raw records (written by :func:`boot_step`).
+        records: path of the raw records (written by
+            :func:`qpuos.device.guest_program.boot_step`).
         expected: path of the host's JSON (label, device, swaps, probabilities).
         tolerance: the largest difference of any outcome probability allowed.
 
